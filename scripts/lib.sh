@@ -24,12 +24,20 @@ ensure_packages() {
   fi
 }
 
-# build_and_install: warning-free build (-Werror) and install into the server
+# build_and_install: warning-free build (-Werror) and install into the
+# server.  With CDP_DESTDIR set, install under that directory instead and let
+# the throwaway server load the extension from there (Debian's
+# extension_destdir), so several work trees can be tested side by side.
 build_and_install() {
   log "building cdp"
   make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
   make -s PG_CONFIG="$PG_CONFIG" PG_CFLAGS="-Werror ${CDP_EXTRA_CFLAGS:-}" >/dev/null
-  $SUDO make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+  if [ -n "${CDP_DESTDIR:-}" ]; then
+    make -s PG_CONFIG="$PG_CONFIG" DESTDIR="$CDP_DESTDIR" install >/dev/null
+    chmod -R a+rX "$CDP_DESTDIR"
+  else
+    $SUDO make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+  fi
 }
 
 # with_server CMD...: run CMD with PG* variables pointing at a throwaway
@@ -45,6 +53,7 @@ with_server() {
     -o "max_parallel_workers_per_gather=2"
     -o "log_min_messages=warning")
   local s
+  [ -n "${CDP_DESTDIR:-}" ] && opts+=(-o "extension_destdir=$CDP_DESTDIR")
   for s in ${PG_SETTINGS:-}; do opts+=(-o "$s"); done
   # a caller's PG* settings must not steer the throwaway server
   env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u PGPASSWORD -u PGSERVICE \
