@@ -24,6 +24,7 @@ SELECT count(regexp_replace(phone, '[^0-9+]', '', 'g')) FROM bench_emails;
 SELECT count(cdp.hash_identifier(email)) FROM bench_emails;
 -- @case encode(sha256(convert_to(email, 'UTF8')), 'hex')
 SELECT count(encode(sha256(convert_to(email, 'UTF8')), 'hex')) FROM bench_emails;
+-- @compare cdp.normalize_email(email) | lower(trim(email))
 -- @compare cdp.normalize_email(email) | regexp validation + lower(trim(email))
 -- @compare cdp.hash_identifier(email) | encode(sha256(convert_to(email, 'UTF8')), 'hex')
 -- @note goal: cdp.normalize_email within 2x of lower(trim(email))
