@@ -197,6 +197,9 @@ parse_day_string(const char *input, const char *s, int len)
 				m,
 				d;
 
+	/* the trim day of a summary trimmed at 'infinity' */
+	if (len == 11 && memcmp(s, "10000-01-01", 11) == 0)
+		return activity_max_day() + 1;
 	if (len != 10 || !parse_date(s, len, &y, &m, &d))
 		bad_text(input, psprintf("\"%.*s\" is not a day of the form YYYY-MM-DD.", len, s));
 	return date2j(y, m, d) - POSTGRES_EPOCH_JDATE;
@@ -360,6 +363,8 @@ activity_pack(ActivityBuildEvent *ev, int nevents)
 			(errcode(sqlstate), \
 			 errmsg("invalid cdp.activity value"), \
 			 errdetail(__VA_ARGS__), \
+			 sqlstate == ERRCODE_INVALID_TEXT_REPRESENTATION ? \
+			 errhint("An event's day counts must add up to its count (unless it has trimmed_before), and its days must lie between its first and last time stamps.") : \
 			 errhint("The value was altered, truncated or not made by cdp; rebuild it with cdp.activity_agg.")))
 
 /* The header's version and section sizes agree with the value's size. */
@@ -603,7 +608,7 @@ json_float(const char *input, const JsonbValue *v, const char *what)
 	errno = 0;
 	r = strtod(s, &end);
 	if (*end != '\0' || !isfinite(r))
-		bad_text(input, psprintf("%s %s is out of range for float8.", what, s));
+		bad_text(input, psprintf("%s is out of range for float8.", what));
 	return r;
 }
 

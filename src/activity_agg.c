@@ -158,8 +158,6 @@ entry_add_day(ActState *st, ActEntry *e, int32 day, int32 count, float8 sum)
 			last->sum = add_sum(last->sum, sum);
 			return;
 		}
-		if (last->day > day)
-			e->sorted = false;
 	}
 	if (e->nbuckets == e->cap)
 	{
@@ -180,6 +178,9 @@ entry_add_day(ActState *st, ActEntry *e, int32 day, int32 count, float8 sum)
 			e->cap = cap;
 		}
 	}
+	/* compaction above may have changed the last bucket: check order now */
+	if (e->nbuckets > 0 && e->buckets[e->nbuckets - 1].day >= day)
+		e->sorted = false;
 	e->buckets[e->nbuckets].day = day;
 	e->buckets[e->nbuckets].count = count;
 	e->buckets[e->nbuckets].sum = sum;
