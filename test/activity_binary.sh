@@ -3,7 +3,7 @@
 # truncated and altered bytes must fail cleanly (or yield a value that
 # passes validation), never crash the server.
 set -uo pipefail
-export PGDATABASE=${PGDATABASE:-contrib_regression}
+export PGDATABASE=${CDP_TEST_DB:-contrib_regression}
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT

@@ -4,7 +4,7 @@
 # UTC midnight, a DST-observing session time zone, trimmed summaries and
 # random splits merged back together.
 set -uo pipefail
-export PGDATABASE=${PGDATABASE:-contrib_regression}
+export PGDATABASE=${CDP_TEST_DB:-contrib_regression}
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
 
 check() {  # check DESCRIPTION SQL: the SQL must print 0 (mismatches)

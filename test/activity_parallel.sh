@@ -2,7 +2,7 @@
 # cdp.activity_agg with parallel workers (Partial Aggregate, serialize,
 # deserialize, combine) gives the same summaries as a serial plan.
 set -uo pipefail
-export PGDATABASE=${PGDATABASE:-contrib_regression}
+export PGDATABASE=${CDP_TEST_DB:-contrib_regression}
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
 PAR="SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
      SET max_parallel_workers_per_gather = 2; SET force_parallel_mode = on; SET enable_hashagg = off;"
