@@ -88,7 +88,9 @@ WHERE profile_id = 1;
 SELECT cdp.event_count(a, 'order_completed', '2025-03-02 23:59Z') AS orders_from_2_march,
        cdp.event_sum(a, 'order_completed', '2025-01-02 00:00Z') AS revenue_after_new_year,
        cdp.active_days(a, 'page_viewed', '2025-03-02Z') AS view_days,
-       cdp.active_days(a, '2025-01-01 10:00Z') AS any_days
+       cdp.active_days(a, '2025-01-01 10:00Z'::timestamptz) AS any_days,
+       -- an untyped literal resolves to the event-name form
+       cdp.active_days(a, '2025-01-01 10:00Z') AS event_named_like_a_date
 FROM act WHERE profile_id = 1;
 
 -- leap day: the bucket of 2024-02-29 and windows around it

@@ -83,7 +83,7 @@ state_create(MemoryContext ctx)
 
 	st->ctx = ctx;
 	/* profiles see a handful of event names */
-	st->map = actmap_create(ctx, 8, NULL);
+	st->map = actmap_create(ctx, 4, NULL);
 	return st;
 }
 
