@@ -11,7 +11,9 @@ CREATE TEMP VIEW demo_profile_events AS
   LEFT JOIN demo_identity a ON a.kind = 'anonymous_id' AND a.value = e.anonymous_id
   WHERE coalesce(u.profile_id, a.profile_id) IS NOT NULL;
 
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS demo_activity;
+RESET client_min_messages;
 CREATE TABLE demo_activity (profile_id bigint PRIMARY KEY, activity cdp.activity NOT NULL);
 INSERT INTO demo_activity
   SELECT profile_id, cdp.activity_agg(event, ts, revenue) FROM demo_profile_events GROUP BY 1;

@@ -1152,6 +1152,12 @@ cdp_active_days_any(PG_FUNCTION_ARGS)
 		activity_unpack_event(a, i, &e);
 		event_window(&e, lo, hi, true, &c, &s, &d);
 		b = lo >= hi ? 0 : lower_bound(e.days, e.ndays, lo);
+		/* events' day runs are disjoint in a valid value */
+		if (d > a->ndays - n)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid cdp.activity value"),
+					 errdetail("Events' day buckets overlap.")));
 		memcpy(all + n, e.days + b, d * sizeof(int32));
 		n += d;
 	}
