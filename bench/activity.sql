@@ -1,0 +1,49 @@
+-- Behavioural summaries: building one cdp.activity per profile against the
+-- GROUP BY floor, and a 3-condition behavioural segment evaluated over the
+-- stored summaries against plain SQL over the raw events.
+-- @setup
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS bench_act_events, bench_act;
+-- events mapped to profiles (the person behind the user_id, else the device)
+CREATE TABLE bench_act_events AS
+  SELECT coalesce(u.person_id, a.person_id) AS profile_id, e.event, e.ts,
+         (e.properties->>'revenue')::float8 AS value
+  FROM events e
+  LEFT JOIN sample_truth u ON u.kind = 'user_id' AND u.value = e.user_id
+  LEFT JOIN sample_truth a ON a.kind = 'anonymous_id' AND a.value = e.anonymous_id
+  WHERE coalesce(u.person_id, a.person_id) IS NOT NULL;
+VACUUM ANALYZE bench_act_events;
+CREATE TABLE bench_act AS
+  SELECT profile_id, cdp.activity_agg(event, ts, value) AS activity FROM bench_act_events GROUP BY 1;
+ALTER TABLE bench_act ADD PRIMARY KEY (profile_id);
+VACUUM ANALYZE bench_act;
+-- @floor SELECT profile_id, count(*) FROM events GROUP BY 1
+SELECT count(n) FROM (SELECT profile_id, count(*) AS n FROM bench_act_events GROUP BY 1) s;
+-- @case activity_agg(event, ts, value) GROUP BY profile
+SELECT count(a) FROM (SELECT profile_id, cdp.activity_agg(event, ts, value) AS a FROM bench_act_events GROUP BY 1) s;
+-- @case CREATE TABLE AS activity_agg GROUP BY profile
+DROP TABLE IF EXISTS bench_act_build;
+CREATE TABLE bench_act_build AS
+  SELECT profile_id, cdp.activity_agg(event, ts, value) AS activity FROM bench_act_events GROUP BY 1;
+-- @case segment over stored summaries (did, did, did_not)
+SET TimeZone = 'UTC';
+SELECT count(*) FROM bench_act
+WHERE cdp.did(activity, 'order_completed', 2, '180 days', '2026-01-01Z')
+  AND cdp.did(activity, 'product_added', 1, '30 days', '2026-01-01Z')
+  AND cdp.did_not(activity, 'order_completed', 1, '30 days', '2026-01-01Z');
+-- @case segment over raw events (GROUP BY ... HAVING count(*) FILTER)
+SET TimeZone = 'UTC';
+SELECT count(*) FROM (
+  SELECT profile_id FROM bench_act_events GROUP BY 1
+  HAVING count(*) FILTER (WHERE event = 'order_completed' AND ts >= timestamptz '2026-01-01Z' - interval '180 days' AND ts < '2026-01-01Z') >= 2
+     AND count(*) FILTER (WHERE event = 'product_added' AND ts >= timestamptz '2026-01-01Z' - interval '30 days' AND ts < '2026-01-01Z') >= 1
+     AND count(*) FILTER (WHERE event = 'order_completed' AND ts >= timestamptz '2026-01-01Z' - interval '30 days' AND ts < '2026-01-01Z') = 0) s;
+-- @case scan of the stored summaries (count(*))
+SELECT count(*) FROM bench_act;
+-- @compare activity_agg(event, ts, value) GROUP BY profile | SELECT profile_id, count(*) FROM events GROUP BY 1
+-- @compare segment over stored summaries (did, did, did_not) | segment over raw events (GROUP BY ... HAVING count(*) FILTER)
+-- @note goal: building within 3x of the floor; the segment over summaries at least 10x faster than over raw events
+-- @note both segment queries use windows bounded at UTC midnight, where the summaries are exact: they return the same count
+-- @note sizes: SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY pg_column_size(activity)), pg_total_relation_size('bench_act'), pg_total_relation_size('bench_act_events') (see doc/activity.md)
+-- @setup
+DROP TABLE IF EXISTS bench_act_build;
