@@ -40,8 +40,12 @@
 #define HIST_KIND_BGNBD 'B'
 #define HIST_KIND_GG 'G'
 
-/* log-parameters stay inside this box; reaching it means no finite MLE */
-#define LOGPARAM_BOUND 30.0
+/*
+ * log-parameters stay inside this box (a factor of 9e6 either way; alpha
+ * and gamma relative to the data's time and money scale); reaching it means
+ * there is no interior maximum
+ */
+#define LOGPARAM_BOUND 16.0
 #define FIT_MAXEVAL 5000
 
 typedef struct HistKey
@@ -89,6 +93,7 @@ typedef struct FitData
 	FitRow	   *rows;
 	int			nrows;
 	double		weight;
+	double		scale;			/* mean T or mean spend: unit of alpha, gamma */
 	nlopt_opt	opt;
 	bool		interrupted;
 } FitData;
@@ -401,7 +406,7 @@ static double
 bgnbd_loglik(const FitData *d, const double *theta, double *grad)
 {
 	double		r = exp(theta[0]),
-				alpha = exp(theta[1]),
+				alpha = exp(theta[1]) * d->scale,
 				a = exp(theta[2]),
 				b = exp(theta[3]);
 	double		ll = 0.0;
@@ -488,7 +493,7 @@ gg_loglik(const FitData *d, const double *theta, double *grad)
 {
 	double		p = exp(theta[0]),
 				q = exp(theta[1]),
-				gm = exp(theta[2]);
+				gm = exp(theta[2]) * d->scale;
 	double		ll = 0.0;
 	double		g[3] = {0, 0, 0};
 	double		lng = log(gm),
@@ -623,39 +628,27 @@ typedef struct FitResult
 	double		loglik;			/* total, not mean */
 	int			evals;
 	nlopt_result status;
+	const char *algorithm;
 } FitResult;
 
-/*
- * Runs L-BFGS from theta0 and checks that it converged to an interior
- * maximum; anything else is an error, never numbers.
- */
-static void
-run_fit(FitData *d, const char *model, unsigned n, const double *theta0,
-		nlopt_func objective, LoglikFn loglik, FitResult *res)
+/* One NLopt run from res->theta; the result replaces it. */
+static nlopt_result
+optimize_once(FitData *d, nlopt_algorithm algorithm, unsigned n,
+			  nlopt_func objective, FitResult *res)
 {
-	/* d and cb live in this context, so they outlive the callback */
-	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
 	double		lb[4],
 				ub[4],
-				grad[4],
-				f = 0.0,
-				gmax = 0.0;
+				f = 0.0;
 	nlopt_result status;
 
 	for (unsigned i = 0; i < n; i++)
 	{
 		lb[i] = -LOGPARAM_BOUND;
 		ub[i] = LOGPARAM_BOUND;
-		res->theta[i] = theta0[i];
 	}
-
-	d->opt = nlopt_create(NLOPT_LD_LBFGS, n);
+	d->opt = nlopt_create(algorithm, n);
 	if (d->opt == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	cb->func = fit_cleanup;
-	cb->arg = d;
-	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
-
 	nlopt_set_min_objective(d->opt, objective, d);
 	nlopt_set_lower_bounds(d->opt, lb);
 	nlopt_set_upper_bounds(d->opt, ub);
@@ -663,42 +656,147 @@ run_fit(FitData *d, const char *model, unsigned n, const double *theta0,
 	nlopt_set_xtol_rel(d->opt, 1e-10);
 	nlopt_set_maxeval(d->opt, FIT_MAXEVAL);
 	status = nlopt_optimize(d->opt, res->theta, &f);
-	res->evals = nlopt_get_numevals(d->opt);
+	res->evals += nlopt_get_numevals(d->opt);
 	nlopt_destroy(d->opt);
 	d->opt = NULL;
 	CHECK_FOR_INTERRUPTS();
+	return status;
+}
 
-	res->status = status;
+static double
+max_gradient(FitData *d, unsigned n, LoglikFn loglik, FitResult *res)
+{
+	double		grad[4],
+				gmax = 0.0;
+
 	res->loglik = loglik(d, res->theta, grad) * d->weight;
 	for (unsigned i = 0; i < n; i++)
 		gmax = Max(gmax, fabs(grad[i]));
+	return isfinite(gmax) ? gmax : HUGE_VAL;
+}
 
-	/*
-	 * L-BFGS often stops with "roundoff limited" once the mean
-	 * log-likelihood no longer changes in the last digits; that is
-	 * convergence if the gradient vanishes there.
-	 */
-	if (status < 0 && !(status == NLOPT_ROUNDOFF_LIMITED && gmax < 1e-6))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("%s fit did not converge: %s after %d evaluations",
-						model, nlopt_status_name(status), res->evals),
-				 errdetail("Largest gradient component at the last point: %g.", gmax)));
-	if (status == NLOPT_MAXEVAL_REACHED || status == NLOPT_MAXTIME_REACHED ||
-		!isfinite(res->loglik))
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("%s fit did not converge: %s after %d evaluations",
-						model, nlopt_status_name(status), res->evals),
-				 errdetail("Largest gradient component at the last point: %g.", gmax)));
+/*
+ * Smallest Cholesky pivot of minus the Hessian of the mean log-likelihood
+ * at theta (central differences of the analytic gradient): <= 0 or tiny
+ * means the point is no strict maximum, as on the ridges that data too
+ * thin to identify all parameters produce.
+ */
+static double
+min_curvature(FitData *d, unsigned n, LoglikFn loglik, const double *theta)
+{
+	double		h[4][4],
+				gp[4],
+				gm[4],
+				t[4],
+				minpiv = HUGE_VAL;
+	const double step = 1e-5;
+
+	for (unsigned j = 0; j < n; j++)
+	{
+		memcpy(t, theta, sizeof(double) * n);
+		t[j] = theta[j] + step;
+		loglik(d, t, gp);
+		t[j] = theta[j] - step;
+		loglik(d, t, gm);
+		for (unsigned i = 0; i < n; i++)
+			h[i][j] = -(gp[i] - gm[i]) / (2 * step);
+	}
+	/* symmetrise, then Cholesky in place */
 	for (unsigned i = 0; i < n; i++)
-		if (fabs(res->theta[i]) >= LOGPARAM_BOUND - 1e-6)
+		for (unsigned j = 0; j < i; j++)
+			h[i][j] = h[j][i] = (h[i][j] + h[j][i]) / 2;
+	for (unsigned j = 0; j < n; j++)
+	{
+		double		piv = h[j][j];
+
+		for (unsigned k = 0; k < j; k++)
+			piv -= h[j][k] * h[j][k];
+		if (!(piv > 0.0))
+			return piv;
+		minpiv = Min(minpiv, piv);
+		piv = sqrt(piv);
+		h[j][j] = piv;
+		for (unsigned i = j + 1; i < n; i++)
+		{
+			double		v = h[i][j];
+
+			for (unsigned k = 0; k < j; k++)
+				v -= h[i][k] * h[j][k];
+			h[i][j] = v / piv;
+		}
+	}
+	return minpiv;
+}
+
+/*
+ * Maximises the likelihood and checks that the optimiser converged to an
+ * interior maximum; anything else is an error, never numbers.
+ *
+ * L-BFGS with the analytic gradient converges in a few dozen evaluations.
+ * When its line search gives up (NLopt's "failure" or "roundoff limited",
+ * typical on a flat ridge), Nelder-Mead restarts from where it stopped.
+ * Either way the result counts as converged only if the gradient of the
+ * mean log-likelihood (per customer, in log-parameters) is below 1e-5
+ * and the Hessian there is negative definite.
+ */
+static void
+run_fit(FitData *d, const char *model, const char **names, unsigned n,
+		const double *theta0, nlopt_func objective, LoglikFn loglik,
+		FitResult *res)
+{
+	/* d and cb live in this context, so they outlive the callback */
+	MemoryContextCallback *cb = palloc0(sizeof(MemoryContextCallback));
+	double		gmax,
+				curv;
+	nlopt_result status;
+
+	cb->func = fit_cleanup;
+	cb->arg = d;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+
+	res->evals = 0;
+	res->algorithm = "lbfgs";
+	for (unsigned i = 0; i < n; i++)
+		res->theta[i] = theta0[i];
+
+	status = optimize_once(d, NLOPT_LD_LBFGS, n, objective, res);
+	gmax = max_gradient(d, n, loglik, res);
+	if (status == NLOPT_FAILURE || status == NLOPT_ROUNDOFF_LIMITED)
+	{
+		for (unsigned i = 0; i < n; i++)
+			if (!isfinite(res->theta[i]))
+				res->theta[i] = theta0[i];
+		res->algorithm = "lbfgs+neldermead";
+		status = optimize_once(d, NLOPT_LN_NELDERMEAD, n, objective, res);
+		gmax = max_gradient(d, n, loglik, res);
+	}
+	res->status = status;
+
+	for (unsigned i = 0; i < n; i++)
+		if (fabs(res->theta[i]) >= LOGPARAM_BOUND - 1e-3)
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("%s fit did not converge: a parameter runs off to %s",
-							model, res->theta[i] > 0 ? "infinity" : "zero"),
-					 errdetail("The likelihood of these data has no finite maximum."),
-					 errhint("Check that the data contain both repeat buyers and customers without repeat purchases.")));
+					 errmsg("%s fit did not converge: %s runs off to %s",
+							model, names[i], res->theta[i] > 0 ? "infinity" : "zero"),
+					 errdetail("The likelihood of these data has no maximum with finite, positive parameters."),
+					 errhint("Fit on more customers; thin or degenerate data do not identify every parameter.")));
+	if (status == NLOPT_MAXEVAL_REACHED || status == NLOPT_MAXTIME_REACHED ||
+		status == NLOPT_FORCED_STOP || status == NLOPT_INVALID_ARGS ||
+		status == NLOPT_OUT_OF_MEMORY || status == NLOPT_FAILURE ||
+		gmax >= 1e-5 || !isfinite(res->loglik))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s fit did not converge: %s after %d evaluations",
+						model, nlopt_status_name(status), res->evals),
+				 errdetail("The largest gradient component at the last point is %g.", gmax),
+				 errhint("Fit on more customers; a handful of summaries rarely identifies the model.")));
+	curv = min_curvature(d, n, loglik, res->theta);
+	if (!(curv > 1e-9))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s fit did not converge: the maximum is not identified", model),
+				 errdetail("The log-likelihood is flat along some direction at the last point (curvature %g).", curv),
+				 errhint("Fit on more customers; a handful of summaries rarely identifies the model.")));
 }
 
 static void
@@ -763,6 +861,7 @@ model_jsonb(const char *model, const char **names, const double *params, int n,
 	push_int(&ps, "distinct_rows", nrows);
 	push_int(&ps, "iterations", res->evals);
 	push_string(&ps, "status", nlopt_status_name(res->status));
+	push_string(&ps, "algorithm", res->algorithm);
 	v = pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(v);
 }
@@ -790,16 +889,24 @@ cdp_bgnbd_fit_final(PG_FUNCTION_ARGS)
 	d->weight = st->weight;
 	for (int i = 0; i < d->nrows; i++)
 		sumT += d->rows[i].w * d->rows[i].v;
+	/* rows are sorted by x: the last has the largest */
+	if (d->rows[d->nrows - 1].x == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("BG/NBD fit did not converge: no customer has a repeat purchase"),
+				 errdetail("Without repeat purchases the likelihood grows without bound as the purchase rate goes to zero.")));
 
 	/* start at r = a = b = 1 and alpha at the mean T (the time scale) */
 	theta0[0] = 0.0;
-	theta0[1] = sumT > 0 ? log(sumT / d->weight) : 0.0;
+	d->scale = sumT > 0 ? sumT / d->weight : 1.0;
+	theta0[1] = 0.0;
 	theta0[2] = 0.0;
 	theta0[3] = 0.0;
-	run_fit(d, "BG/NBD", 4, theta0, bgnbd_objective, bgnbd_loglik, &res);
+	run_fit(d, "BG/NBD", names, 4, theta0, bgnbd_objective, bgnbd_loglik, &res);
 
 	for (int i = 0; i < 4; i++)
 		params[i] = exp(res.theta[i]);
+	params[1] *= d->scale;
 	PG_RETURN_JSONB_P(model_jsonb("bgnbd", names, params, 4, &res, st, d->nrows));
 }
 
@@ -830,11 +937,13 @@ cdp_gammagamma_fit_final(PG_FUNCTION_ARGS)
 	/* p = q = 1 and gamma at the mean spend (the money scale) */
 	theta0[0] = 0.0;
 	theta0[1] = 0.0;
-	theta0[2] = log(sumM / d->weight);
-	run_fit(d, "Gamma-Gamma", 3, theta0, gg_objective, gg_loglik, &res);
+	d->scale = sumM / d->weight;
+	theta0[2] = 0.0;
+	run_fit(d, "Gamma-Gamma", names, 3, theta0, gg_objective, gg_loglik, &res);
 
 	for (int i = 0; i < 3; i++)
 		params[i] = exp(res.theta[i]);
+	params[2] *= d->scale;
 	PG_RETURN_JSONB_P(model_jsonb("gammagamma", names, params, 3, &res, st, d->nrows));
 }
 
