@@ -281,6 +281,9 @@ purchase_cmp(const void *a, const void *b)
 
 	if (pa->day != pb->day)
 		return pa->day < pb->day ? -1 : 1;
+	/* a fixed summation order makes the spend independent of input order */
+	if (pa->amount != pb->amount)
+		return pa->amount < pb->amount ? -1 : 1;
 	return 0;
 }
 
