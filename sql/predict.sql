@@ -41,9 +41,11 @@ SELECT cdp.purchase_summary('infinity', 1, '2025-03-31');
 -- q = 4, gamma = 15; 20,000 customers, 52-week calibration, 26-week holdout
 --
 SET client_min_messages = warning;
+\set ECHO none
 \i test/predict_simulate.sql
-RESET client_min_messages;
+\set ECHO all
 SELECT predict_sim.generate(20000, 1, 0.25, 4.0, 0.8, 2.5, 6, 4, 15) > 50000 AS generated;
+RESET client_min_messages;
 
 -- purchase_summary against plain SQL over UTC days
 CREATE TABLE predict_oracle AS
@@ -67,7 +69,7 @@ SELECT count(*) AS customers,
        sum(s.x) > 10000 AS many_repeats
 FROM predict_summary s FULL JOIN predict_oracle o USING (customer_id);
 
--- the same with parallel workers doing partial aggregation
+-- parallel workers
 SET parallel_setup_cost = 0;
 SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;

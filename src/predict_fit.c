@@ -772,6 +772,20 @@ run_fit(FitData *d, const char *model, const char **names, unsigned n,
 	}
 	res->status = status;
 
+	/*
+	 * BG/NBD on data without dropout heads for a -> 0, b -> infinity: the
+	 * dropout probability a / (a + b) vanishes and the model degenerates to
+	 * the NBD.  Say so rather than report a flat ridge.
+	 */
+	if (n == 4 && res->theta[2] - res->theta[3] < -9.0 &&
+		(status < 0 || gmax >= 1e-5 ||
+		 !(min_curvature(d, n, loglik, res->theta) > 1e-9)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("%s fit did not converge: the data show no dropout", model),
+				 errdetail("The dropout probability a / (a + b) tends to 0 (a = %g, b = %g), where the BG/NBD model degenerates.",
+						   exp(res->theta[2]), exp(res->theta[3])),
+				 errhint("BG/NBD needs customers who stop buying; check the observation window and the customer mapping.")));
 	for (unsigned i = 0; i < n; i++)
 		if (fabs(res->theta[i]) >= LOGPARAM_BOUND - 1e-3)
 			ereport(ERROR,

@@ -52,7 +52,7 @@ $$;
 CREATE OR REPLACE FUNCTION predict_sim.generate(customers int, seed int,
                                                 r float8, alpha float8, a float8, b float8,
                                                 p float8, q float8, gamma float8)
-RETURNS bigint LANGUAGE plpgsql AS $$
+RETURNS bigint LANGUAGE plpgsql SET timezone = 'UTC' AS $$
 DECLARE
   s bigint := seed::bigint * 10;
   n bigint;
@@ -69,7 +69,7 @@ BEGIN
                floor(84 * predict_sim.u(i, s + 5))::int AS d0,
                predict_sim.rgamma(q, i, s + 4) / gamma AS nu
         FROM (SELECT i, predict_sim.rgamma(a, i, s + 2) AS g1
-              FROM generate_series(1, customers) i) g) c;
+              FROM generate_series(1, customers::bigint) i) g) c;
 
   CREATE TABLE predict_sim.purchases AS
   SELECT customer_id, k, tk,
