@@ -2,15 +2,15 @@
 CREATE TABLE IF NOT EXISTS demo_identity AS
   SELECT kind, value, person_id AS profile_id FROM sample_truth WHERE person_id IS NOT NULL;
 
+DROP VIEW IF EXISTS demo_valuable_at_risk;
 DROP TABLE IF EXISTS demo_orders, demo_summary, demo_models, demo_customer_value, demo_rfm;
 
 -- Orders per profile (the user_id's profile, else the device's).  The sample
 -- generator spreads each person's orders evenly over the year, so nobody
 -- churns and cdp.bgnbd_fit rightly stops with "the data show no dropout".
--- To have churn to predict, the demo lets every profile stop buying at an
--- exponential time after its first order, at a rate that varies between
--- profiles (exponentially distributed, mean 1/20 a week; Pareto/NBD-style
--- churn), drawn deterministically from the profile id.
+-- To have churn to predict, the demo lets each profile stop buying after
+-- any repeat order with its own probability p (p ~ Beta(1, 3) across
+-- profiles, drawn deterministically from the profile id): BG/NBD's story.
 CREATE TABLE demo_orders AS
 WITH o AS (
   SELECT coalesce(u.profile_id, a.profile_id) AS profile_id, e.ts AS at,
@@ -19,14 +19,18 @@ WITH o AS (
   LEFT JOIN demo_identity u ON u.kind = 'user_id' AND u.value = e.user_id
   LEFT JOIN demo_identity a ON a.kind = 'anonymous_id' AND a.value = e.anonymous_id
   WHERE e.event = 'order_completed' AND coalesce(u.profile_id, a.profile_id) IS NOT NULL),
+numbered AS (
+  SELECT o.*, dense_rank() OVER (PARTITION BY profile_id ORDER BY (at AT TIME ZONE 'UTC')::date) - 1 AS repeat_no
+  FROM o),
 churn AS (
-  SELECT profile_id, min(at) AS first_order,
-         (((hashint8extended(profile_id, 70) >> 11) & 9007199254740991) + 0.5) / 9007199254740992.0 AS u1,
-         (((hashint8extended(profile_id, 71) >> 11) & 9007199254740991) + 0.5) / 9007199254740992.0 AS u2
-  FROM o GROUP BY profile_id)
-SELECT o.*
-FROM o JOIN churn c USING (profile_id)
-WHERE o.at <= c.first_order + ln(c.u2) / ln(c.u1) * 20 * interval '1 week';
+  SELECT profile_id, 1 + floor(ln(u2) / ln(1 - least(1 - power(1 - u1, 1.0 / 3), 1 - 1e-12))) AS last_repeat
+  FROM (SELECT DISTINCT profile_id,
+               (((hashint8extended(profile_id, 70) >> 11) & 9007199254740991) + 0.5) / 9007199254740992.0 AS u1,
+               (((hashint8extended(profile_id, 71) >> 11) & 9007199254740991) + 0.5) / 9007199254740992.0 AS u2
+        FROM o) h)
+SELECT n.profile_id, n.at, n.revenue
+FROM numbered n JOIN churn c USING (profile_id)
+WHERE n.repeat_no <= c.last_repeat;
 
 \echo 'Validation: fit on all but the last 13 weeks, predict those 13 weeks per customer'
 WITH cal AS (SELECT max(at) - interval '13 weeks' AS cal_end FROM demo_orders),
@@ -74,7 +78,8 @@ SELECT s.profile_id, s.x, round(s.t_x::numeric, 1) AS t_x, round(s.t::numeric, 1
        cdp.clv(bg, gg, x, t_x, t, monetary, 12, 0.01) AS clv
 FROM demo_summary s, demo_models;
 
--- classic RFM: scores 1-5 by cume_dist (ties share a score), then segments
+-- classic RFM: scores 1-5 by percent_rank (ties share the lower score, unlike
+-- ntile(5), which splits them arbitrarily), then segments
 CREATE TABLE demo_rfm AS
 SELECT profile_id, r, f, m, r::text || f || m AS rfm,
        CASE WHEN r >= 4 AND f >= 4 THEN 'champions'
@@ -85,9 +90,9 @@ SELECT profile_id, r, f, m, r::text || f || m AS rfm,
             WHEN r = 3 THEN 'need attention'
             ELSE 'hibernating' END AS rfm_segment
 FROM (SELECT profile_id,
-             ceil(5 * cume_dist() OVER (ORDER BY last_order))::int AS r,
-             ceil(5 * cume_dist() OVER (ORDER BY orders))::int AS f,
-             ceil(5 * cume_dist() OVER (ORDER BY revenue))::int AS m
+             least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY last_order)))::int AS r,
+             least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY orders)))::int AS f,
+             least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY revenue)))::int AS m
       FROM (SELECT profile_id, max(at::date) AS last_order, count(DISTINCT at::date) AS orders,
                    sum(revenue) AS revenue
             FROM demo_orders GROUP BY profile_id) o) s;
@@ -99,17 +104,19 @@ SELECT v.profile_id, v.x AS repeat_orders, v.t_x, v.t, v.monetary,
 FROM demo_customer_value v JOIN demo_rfm r USING (profile_id)
 ORDER BY v.clv DESC, v.profile_id LIMIT 8;
 
-\echo 'Predictive segment "valuable customers at risk": top 20% by CLV, probability alive below 50%'
+\echo 'Predictive segment "valuable customers at risk": top 25% by CLV and bottom 25% by probability alive'
 CREATE OR REPLACE VIEW demo_valuable_at_risk AS
 SELECT profile_id, x, t_x, t, monetary, p_alive, clv
-FROM (SELECT *, cume_dist() OVER (ORDER BY clv) AS clv_rank FROM demo_customer_value) v
-WHERE clv_rank > 0.8 AND p_alive < 0.5;
-SELECT count(*) AS customers, round(avg(p_alive)::numeric, 3) AS avg_p_alive,
+FROM (SELECT *, cume_dist() OVER (ORDER BY clv) AS clv_rank,
+             cume_dist() OVER (ORDER BY p_alive) AS alive_rank
+      FROM demo_customer_value) v
+WHERE clv_rank > 0.75 AND alive_rank <= 0.25;
+SELECT count(*) AS customers, round(max(p_alive)::numeric, 3) AS max_p_alive, round(min(clv)::numeric, 2) AS min_clv,
        round(sum(clv)::numeric, 0) AS clv_at_stake,
        round(100 * sum(clv) / (SELECT sum(clv) FROM demo_customer_value))::text || '%' AS share_of_all_clv
 FROM demo_valuable_at_risk;
 
-\echo 'RFM segments next to the predictive view: who is in "valuable customers at risk"'
+\echo 'RFM segments next to the predictive view (BG/NBD gives P(alive) = 1 to customers without repeat orders)'
 SELECT r.rfm_segment, count(*) AS customers,
        round(avg(v.p_alive)::numeric, 3) AS avg_p_alive,
        round(avg(v.clv)::numeric, 2) AS avg_clv,

@@ -449,33 +449,69 @@ check_horizon(double t)
 }
 
 /*
- * H(p1, e, c, z) = [2F1(p1, e; c; z) - 1] / e
- *               = sum_{n >= 1} (p1)_n (e+1)_{n-1} z^n / ((c)_n n!)
- * for 0 <= z < 1, summed directly: the division by e is exact, so e = 0 is
- * no special case.  After the first few terms the term ratio tends to z
- * monotonically, so |term| * rho / (1 - rho), rho = max(ratio, z), bounds
- * the rest of the sum; we stop when that is below 1e-16 of the sum.  The
- * number of terms grows like 1/(1 - z) = (alpha + T + t) / (alpha + T).
+ * Index after which the terms t_{n+1} = t_n z (p+n)(q+n) / ((c+n)(n+1))
+ * no longer grow: past the larger root of (p+n)(q+n) z = (c+n)(n+1) and
+ * past every sign change of the factors.  Large parameters push it out,
+ * which is what decides between the two forms below.
  */
 static double
-hyp2f1_m1_div(double p1, double e, double c, double z)
+series_peak(double p, double q, double c, double z)
 {
-	double		term = p1 * z / c;
-	double		sum = term;
+	double		qa = z - 1.0;
+	double		qb = z * (p + q) - c - 1.0;
+	double		qc = z * p * q - c;
+	double		disc = qb * qb - 4.0 * qa * qc;
+	double		n = 0.0;
 
-	for (int n = 1; n < HYP_MAX_TERMS; n++)
+	if (disc > 0.0)
+		n = (-qb - sqrt(disc)) / (2.0 * qa);
+	return Max(Max(n, 0.0), Max(Max(-p, -q), -c));
+}
+
+/*
+ * sum_{n >= n0} t_n with t_{n0} = t0 and the term ratio above, for
+ * 0 <= z < 1.  Terms can be astronomically large before they fall, so the
+ * sum is kept as sum * exp(*log_scale).  Once past series_peak() the term
+ * ratio tends to z, and |t_n| rho / (1 - rho), rho = max(ratio, z), bounds
+ * the rest of the sum; we stop when that is below 1e-16 of the sum.  The
+ * number of terms grows like the peak plus 1/(1 - z).
+ */
+static double
+hyp_series(double t0, int n0, double p, double q, double c, double z,
+		   double *log_scale)
+{
+	double		term = t0;
+	double		sum = t0;
+	double		peak = series_peak(p, q, c, z);
+	double		ls = 0.0;
+
+	for (int n = n0; n < n0 + HYP_MAX_TERMS; n++)
 	{
-		double		ratio = (p1 + n) * (e + n) * z / ((c + n) * (n + 1));
+		double		ratio = (p + n) * (q + n) * z / ((c + n) * (n + 1));
 		double		rho;
 
 		term *= ratio;
 		sum += term;
-		if (term == 0.0)
-			return sum;
+		if (term == 0.0 || !isfinite(sum))
+			break;
+		if (fabs(sum) > 1e250)
+		{
+			sum *= 1e-250;
+			term *= 1e-250;
+			ls += 250.0 * M_LN10;
+		}
 		rho = Max(fabs(ratio), z);
-		if (rho < 1.0 && n > fabs(p1) + fabs(e) + fabs(c) &&
+		if (n > peak && rho < 1.0 &&
 			fabs(term) * rho / (1.0 - rho) <= 1e-16 * fabs(sum))
+		{
+			*log_scale = ls;
 			return sum;
+		}
+	}
+	if (term == 0.0 && isfinite(sum))
+	{
+		*log_scale = ls;
+		return sum;
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -490,28 +526,54 @@ hyp2f1_m1_div(double p1, double e, double c, double z)
  * without its P(alive) factor:
  *   (a+b+x-1)/(a-1) * [1 - (1-z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z)],
  *   z = t / (alpha + T + t).
- * Euler's transformation turns (1-z)^(r+x) 2F1(...) into
- * (1-z)^(a-1) 2F1(c-r-x, a-1; c; z) = e^(eL) (1 + e H), with e = a - 1,
- * c = a+b+x-1 and L = ln(1-z), so the bracket divided by (a-1) is
- *   -expm1(eL)/e - e^(eL) H(c-r-x, e, c, z),
- * free of the 0/0 at a = 1.  With x = 0 and T = 0 it is the population
- * expectation E[X(t)] (FHL 2005, eq. 9).
+ * With A = r + x, c = a+b+x-1, e = a - 1 and L = ln(1-z), two series:
+ *
+ * - Euler's transformation turns (1-z)^A 2F1(A, b+x; c; z) into
+ *   e^(eL) 2F1(c-A, e; c; z) = e^(eL) (1 + e H), where
+ *   H = sum_{n>=1} (c-A)_n (a)_(n-1) z^n / ((c)_n n!), so the bracket
+ *   divided by e is -expm1(eL)/e - e^(eL) H: no 0/0 at a = 1.
+ * - The textbook series 2F1(A, b+x; c; z) directly.
+ *
+ * Each has a growth phase before its terms fall (large a for the first,
+ * large x with b >> a for the second); we sum the one that peaks first,
+ * and the textbook one only when |a - 1| > 0.05 so that dividing by a - 1
+ * costs at most a digit or two.  With x = 0 and T = 0 this is the
+ * population expectation E[X(t)] (FHL 2005, eq. 9).
  */
 static double
 bgnbd_expected(const BgnbdParams *m, double t, double x, double T)
 {
+	double		A = m->r + x;
+	double		B = m->b + x;
 	double		e = m->a - 1.0;
 	double		c = m->a + m->b + x - 1.0;
 	double		z,
 				L,
-				k;
+				k,
+				ls = 0.0;
 
 	if (t == 0.0)
 		return 0.0;
 	z = t / (m->alpha + T + t);
 	L = -log1p(t / (m->alpha + T));
-	k = (e == 0.0 ? -L : -expm1(e * L) / e)
-		- exp(e * L) * hyp2f1_m1_div(c - m->r - x, e, c, z);
+
+	if (fabs(e) > 0.05 &&
+		series_peak(A, B, c, z) < series_peak(c - A, e, c, z))
+	{
+		double		f = hyp_series(1.0, 0, A, B, c, z, &ls);
+
+		k = -expm1(A * L + ls + log(f)) / e;
+	}
+	else
+	{
+		double		h = hyp_series((c - A) * z / c, 1, c - A, e, c, z, &ls);
+		double		lead = (e == 0.0 ? -L : -expm1(e * L) / e);
+
+		if (h == 0.0)
+			k = lead;
+		else
+			k = lead - (h > 0 ? 1.0 : -1.0) * exp(e * L + ls + log(fabs(h)));
+	}
 	return c * k;
 }
 

@@ -783,8 +783,7 @@ run_fit(FitData *d, const char *model, const char **names, unsigned n,
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("%s fit did not converge: the data show no dropout", model),
-				 errdetail("The dropout probability a / (a + b) tends to 0 (a = %g, b = %g), where the BG/NBD model degenerates.",
-						   exp(res->theta[2]), exp(res->theta[3])),
+				 errdetail("The dropout probability a / (a + b) tends to 0, where BG/NBD degenerates into the NBD model."),
 				 errhint("BG/NBD needs customers who stop buying; check the observation window and the customer mapping.")));
 	for (unsigned i = 0; i < n; i++)
 		if (fabs(res->theta[i]) >= LOGPARAM_BOUND - 1e-3)

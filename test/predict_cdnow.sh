@@ -25,7 +25,8 @@ if [ ! -f "$DATA/CDNOW_sample.txt" ] || [ ! -f "$DATA/cdnow_customers_summary.cs
   exit 0
 fi
 
-export PGDATABASE=${PGDATABASE:-contrib_regression}
+# pg_regress leaves the extension installed in contrib_regression
+export PGDATABASE=${CDP_TEST_DB:-contrib_regression}
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
 
 setup=$("${PSQL[@]}" 2>&1 <<EOF
