@@ -550,8 +550,13 @@ bgnbd_objective(unsigned n, const double *theta, double *grad, void *data)
 	if (grad)
 		for (unsigned i = 0; i < n; i++)
 			grad[i] = -grad[i];
-	/* an error cannot unwind through NLopt: stop it, raise afterwards */
-	if (InterruptPending)
+	/*
+	 * An error cannot unwind through NLopt: on a cancel or termination
+	 * request stop it and let CHECK_FOR_INTERRUPTS raise afterwards.
+	 * InterruptPending alone is no reason: parallel workers' messages set
+	 * it too.
+	 */
+	if (QueryCancelPending || ProcDiePending)
 	{
 		d->interrupted = true;
 		nlopt_force_stop(d->opt);
@@ -568,7 +573,7 @@ gg_objective(unsigned n, const double *theta, double *grad, void *data)
 	if (grad)
 		for (unsigned i = 0; i < n; i++)
 			grad[i] = -grad[i];
-	if (InterruptPending)
+	if (QueryCancelPending || ProcDiePending)
 	{
 		d->interrupted = true;
 		nlopt_force_stop(d->opt);
