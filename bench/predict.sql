@@ -62,17 +62,23 @@ SELECT cdp.gammagamma_fit(x, monetary) FROM bench_predict_summary;
 -- @case count(*) over 1M summaries (scoring floor)
 SELECT count(*) FROM bench_predict_summary;
 -- @case P(alive) < 0.3 in plain SQL arithmetic
-SELECT count(*) FILTER (WHERE 1 / (1 + CASE WHEN x > 0 THEN a / (b + x - 1) * power((alpha + t) / (alpha + t_x), r + x) ELSE 0 END) < 0.3)
-FROM bench_predict_summary,
-     (SELECT (bg->>'r')::float8 r, (bg->>'alpha')::float8 alpha, (bg->>'a')::float8 a, (bg->>'b')::float8 b FROM bench_predict_model) m;
+SELECT count(*) FILTER (WHERE 1 / (1 + CASE WHEN x > 0 THEN (SELECT (bg->>'a')::float8 FROM bench_predict_model)
+                                                  / ((SELECT (bg->>'b')::float8 FROM bench_predict_model) + x - 1)
+                                                  * power(((SELECT (bg->>'alpha')::float8 FROM bench_predict_model) + t)
+                                                          / ((SELECT (bg->>'alpha')::float8 FROM bench_predict_model) + t_x),
+                                                          (SELECT (bg->>'r')::float8 FROM bench_predict_model) + x)
+                                              ELSE 0 END) < 0.3)
+FROM bench_predict_summary;
 -- @case cdp.p_alive < 0.3
-SELECT count(*) FILTER (WHERE cdp.p_alive(bg, x, t_x, t) < 0.3) FROM bench_predict_summary, bench_predict_model;
+SELECT count(*) FILTER (WHERE cdp.p_alive((SELECT bg FROM bench_predict_model), x, t_x, t) < 0.3) FROM bench_predict_summary;
 -- @case cdp.expected_purchases over 26 weeks
-SELECT sum(cdp.expected_purchases(bg, 26, x, t_x, t)) FROM bench_predict_summary, bench_predict_model;
+SELECT sum(cdp.expected_purchases((SELECT bg FROM bench_predict_model), 26, x, t_x, t)) FROM bench_predict_summary;
 -- @case cdp.clv (12 months, 1% a month)
-SELECT sum(cdp.clv(bg, gg, x, t_x, t, monetary)) FROM bench_predict_summary, bench_predict_model;
+SELECT sum(cdp.clv((SELECT bg FROM bench_predict_model), (SELECT gg FROM bench_predict_model), x, t_x, t, monetary))
+FROM bench_predict_summary;
 -- @compare cdp.bgnbd_fit over 1M summaries | cdp.purchase_summary per customer
 -- @compare cdp.p_alive < 0.3 | P(alive) < 0.3 in plain SQL arithmetic
+-- @compare count(*) over 1M summaries (scoring floor) | cdp.p_alive < 0.3
 -- @compare cdp.purchase_summary per customer | summaries in plain SQL (days, then customers)
 -- @note 1M simulated customers (about 3M transactions); true BG/NBD r = 0.5, alpha = 10, a = 0.8, b = 2.5, Gamma-Gamma p = 6, q = 4, gamma = 15; the setup fails unless BG/NBD on the exact simulated summaries and Gamma-Gamma on cdp.purchase_summary are within 5% of every true parameter (values printed as warnings); BG/NBD on the day-granular summaries lands a few percent further from the truth (alpha +6% at this seed), since summaries round to whole UTC days and merge same-day purchases
 -- @note goal: cdp.p_alive within 2x of the plain SQL arithmetic; CLV sums 12 monthly BG/NBD expectations (a hypergeometric series each) per customer
