@@ -95,7 +95,6 @@ typedef struct FitData
 	double		weight;
 	double		scale;			/* mean T or mean spend: unit of alpha, gamma */
 	nlopt_opt	opt;
-	bool		interrupted;
 } FitData;
 
 /*
@@ -374,7 +373,8 @@ fitrow_cmp(const void *a, const void *b)
 static FitRow *
 hist_rows(HistState *st, int *nrows)
 {
-	FitRow	   *rows = palloc(sizeof(FitRow) * Max(st->hash->members, 1));
+	FitRow	   *rows = MemoryContextAllocHuge(CurrentMemoryContext,
+											  sizeof(FitRow) * Max(st->hash->members, 1));
 	hist_iterator it;
 	HistEntry  *e;
 	int			n = 0;
@@ -558,7 +558,6 @@ bgnbd_objective(unsigned n, const double *theta, double *grad, void *data)
 	 */
 	if (QueryCancelPending || ProcDiePending)
 	{
-		d->interrupted = true;
 		nlopt_force_stop(d->opt);
 	}
 	return isfinite(v) ? -v : HUGE_VAL;
@@ -575,7 +574,6 @@ gg_objective(unsigned n, const double *theta, double *grad, void *data)
 			grad[i] = -grad[i];
 	if (QueryCancelPending || ProcDiePending)
 	{
-		d->interrupted = true;
 		nlopt_force_stop(d->opt);
 	}
 	return isfinite(v) ? -v : HUGE_VAL;
