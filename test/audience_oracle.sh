@@ -6,7 +6,7 @@
 # round trip and corrupt binary COPY input, and no memory left behind when
 # errors interrupt bitmap work.  Prints TAP-style lines.
 set -uo pipefail
-DB=${PGDATABASE:-contrib_regression}
+DB=${CDP_TEST_DB:-contrib_regression}
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d "$DB" -tA)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"; "${PSQL[@]}" -c "DROP SCHEMA IF EXISTS audience_oracle CASCADE" >/dev/null 2>&1' EXIT
