@@ -555,6 +555,19 @@ append_run(StringInfo buf, uint32 lo, uint32 hi, bool *first)
 	}
 }
 
+/*
+ * Are all ids in [start, end) members?  CRoaring 0.2.66's
+ * roaring_bitmap_contains_range() fails an assertion (aborting the backend)
+ * when the range ends in a chunk past the last container, so the last id is
+ * checked first: when it is a member its container exists.
+ */
+static bool
+audience_has_range(const roaring_bitmap_t *r, uint64 start, uint64 end)
+{
+	return roaring_bitmap_contains(r, (uint32) (end - 1)) &&
+		roaring_bitmap_contains_range(r, start, end);
+}
+
 /* cdp.audience -> text, ascending, runs of 3 or more written as lo..hi */
 PG_FUNCTION_INFO_V1(cdp_audience_out);
 Datum
@@ -586,6 +599,35 @@ cdp_audience_out(PG_FUNCTION_ARGS)
 				lo = hi = batch[i];
 				inrun = true;
 			}
+		}
+
+		/*
+		 * A whole batch of consecutive ids: find the end of the run by
+		 * galloping with range checks instead of visiting every id ({0..
+		 * 4294967295} would otherwise take seconds).
+		 */
+		if (inrun && hi - lo >= AUDIENCE_BATCH && hi < PG_UINT32_MAX)
+		{
+			uint64		end = hi;
+			uint64		step = AUDIENCE_BATCH;
+
+			while (end + step <= PG_UINT32_MAX &&
+				   audience_has_range(b->r, end + 1, end + 1 + step))
+			{
+				end += step;
+				step *= 2;
+			}
+			while (step > 1)
+			{
+				step /= 2;
+				if (end + step <= PG_UINT32_MAX &&
+					audience_has_range(b->r, end + 1, end + 1 + step))
+					end += step;
+			}
+			hi = (uint32) end;
+			if (hi == PG_UINT32_MAX)
+				break;
+			roaring_move_uint32_iterator_equalorlarger(&it, hi + 1);
 		}
 	}
 	if (inrun)
