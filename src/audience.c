@@ -316,7 +316,7 @@ AudienceBitmap *
 audience_from_datum(MemoryContext cxt, Datum d)
 {
 	struct varlena *raw = (struct varlena *) DatumGetPointer(d);
-	struct varlena *v = PG_DETOAST_DATUM(d);
+	struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
 	const char *data = VARDATA_ANY(v);
 	size_t		len = VARSIZE_ANY_EXHDR(v);
 	AudienceBitmap *b;
@@ -1130,7 +1130,7 @@ cdp_sample(PG_FUNCTION_ARGS)
 	if ((uint64) n >= roaring_bitmap_get_cardinality(b->r))
 	{
 		audience_bitmap_free(b);
-		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+		PG_RETURN_POINTER(PG_GETARG_VARLENA_P(0));
 	}
 	if (n > (int64) ((MaxAllocSize - 1024) / sizeof(Datum)))
 		ereport(ERROR,
