@@ -248,7 +248,8 @@ RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
 RESET force_parallel_mode;
 
--- errors in the middle of an aggregate leave nothing behind
+-- an error in the middle of an aggregate; the next aggregate starts clean
+-- (test/audience_oracle.sh checks that no memory is left behind)
 SELECT audience_agg(CASE WHEN id = 40000 THEN -5 ELSE id END) FROM audience_par;
 SELECT size(audience_agg(id)) FROM audience_par;
 

@@ -145,6 +145,19 @@ rd32(const unsigned char *p)
 		((uint32) p[2] << 16) | ((uint32) p[3] << 24);
 }
 
+/* Number of bits set in one bitset container. */
+static uint32
+bitset_population(const uint64 *words)
+{
+	uint32		n = 0;
+
+	for (int i = 0; i < PORTABLE_BITSET_BYTES / (int) sizeof(uint64); i++)
+	{
+		n += pg_popcount64(words[i]);
+	}
+	return n;
+}
+
 /*
  * Check buf[0..len) against the portable format, strictly: known cookie,
  * every count and length within the bytes present, container keys strictly
@@ -165,6 +178,11 @@ portable_check(const unsigned char *buf, size_t len, size_t *at)
 	const unsigned char *keycards;
 	const unsigned char *offsets = NULL;
 	int64		prevkey = -1;
+	union
+	{
+		uint64		words[PORTABLE_BITSET_BYTES / sizeof(uint64)];
+		char		data[PORTABLE_BITSET_BYTES];
+	}			bitset;
 
 #define NEED(nbytes, what) \
 	do { \
@@ -272,7 +290,9 @@ portable_check(const unsigned char *buf, size_t len, size_t *at)
 		else
 		{
 			NEED(PORTABLE_BITSET_BYTES, "truncated bitset container");
-			if (pg_popcount((const char *) buf + pos, PORTABLE_BITSET_BYTES) != card)
+			/* copy to align the words for counting */
+			memcpy(bitset.data, buf + pos, PORTABLE_BITSET_BYTES);
+			if (bitset_population(bitset.words) != card)
 				BAD("bitset population differs from the container's cardinality");
 			pos += PORTABLE_BITSET_BYTES;
 		}
