@@ -152,9 +152,7 @@ bitset_population(const uint64 *words)
 	uint32		n = 0;
 
 	for (int i = 0; i < PORTABLE_BITSET_BYTES / (int) sizeof(uint64); i++)
-	{
 		n += pg_popcount64(words[i]);
-	}
 	return n;
 }
 
