@@ -422,6 +422,23 @@ cdp_freq_merge(CdpFreqTable *dst, CdpFreqTable *src)
 		cdp_freq_add(dst, e->key, e->count, e->at);
 }
 
+/* Give back the table's memory (states merged into another are freed). */
+void
+cdp_freq_free(CdpFreqTable *ft)
+{
+	freqh_iterator it;
+	FreqEntry  *e;
+
+	if (!ft->ti.typbyval)
+	{
+		freqh_start_iterate(ft->h, &it);
+		while ((e = freqh_iterate(ft->h, &it)) != NULL)
+			pfree(DatumGetPointer(e->key));
+	}
+	freqh_destroy(ft->h);
+	pfree(ft);
+}
+
 const CdpTypeInfo *
 cdp_freq_typeinfo(CdpFreqTable *ft)
 {

@@ -71,6 +71,7 @@ extern void cdp_reader_end(CdpReader *r);
 
 extern const CdpTypeInfo *cdp_freq_typeinfo(CdpFreqTable *ft);
 extern CdpFreqTable *cdp_freq_create(MemoryContext cxt, const CdpTypeInfo *ti);
+extern void cdp_freq_free(CdpFreqTable *ft);
 extern void cdp_freq_add(CdpFreqTable *ft, Datum value, int64 count,
 						 TimestampTz at);
 extern void cdp_freq_merge(CdpFreqTable *dst, CdpFreqTable *src);

@@ -19,6 +19,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
+#include "port/pg_bitutils.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -62,48 +63,90 @@ typedef struct MergeRule
 	uint8		strategy;
 } MergeRule;
 
-/* Per-query cache in fn_extra: the rules as last seen, parsed. */
+/* An attribute name; names are interned once per query, see key_intern. */
+typedef struct KeyStr
+{
+	const char *s;
+	int32		len;
+} KeyStr;
+
+typedef struct KeyEntry
+{
+	KeyStr		k;
+	int32		idx;			/* attribute index (attribute index only) */
+	uint32		hash;
+	char		status;
+} KeyEntry;
+
+static inline uint32
+key_hash(KeyStr k)
+{
+	return hash_bytes((const unsigned char *) k.s, k.len);
+}
+
+static inline bool
+key_equal(KeyStr a, KeyStr b)
+{
+	return a.len == b.len && (a.s == b.s || memcmp(a.s, b.s, a.len) == 0);
+}
+
+#define SH_PREFIX keyh
+#define SH_ELEMENT_TYPE KeyEntry
+#define SH_KEY_TYPE KeyStr
+#define SH_KEY k
+#define SH_HASH_KEY(tb, key) key_hash(key)
+#define SH_EQUAL(tb, a, b) key_equal(a, b)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a) a->hash
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/*
+ * Per-query cache in fn_extra of every support function: the rules as last
+ * seen, parsed; the interned attribute names; jsonb's type information.
+ */
 typedef struct MergeCache
 {
+	bool		parsed;
 	Jsonb	   *raw;			/* copy of the rules, NULL when none given */
 	bool		ignore_empty;
 	int			nrules;
 	MergeRule  *rules;			/* in jsonb key order (length, then bytes) */
 	CdpTypeInfo jsonb_ti;
+	MemoryContext mcxt;
+	keyh_hash  *keys;
 } MergeCache;
 
-/* What one group knows about one attribute. */
-typedef struct MergeAttr
+/* Lineage of one attribute, kept only by merge_profile_lineage. */
+typedef struct MergeLineage
 {
-	char	   *key;
-	int32		keylen;
-	uint8		strategy;
-	int64		nobs;			/* observations that contributed */
 	TimestampTz first_at;
 	TimestampTz last_at;
-	/* winner strategies */
-	bool		has;
-	TimestampTz at;
-	int64		priority;
-	Jsonb	   *value;
-	int32		valcap;
-	JsonbValue	vj;				/* view of value: scalar or jbvBinary */
-	char	   *source;			/* lineage label of the winner, or NULL */
+	char	   *source;			/* label of the winner, NULL when none */
 	int32		srclen;
 	int32		srccap;
-	/* sum */
-	Numeric		sum;
-	/* most_frequent, union */
-	CdpFreqTable *ft;
-} MergeAttr;
+} MergeLineage;
 
-/* Attribute index once a group has many keys. */
-typedef struct AttrEntry
+/*
+ * What one group knows about one attribute: 64 bytes, kept in an array,
+ * plus the strategy's payload.  Millions of groups are held at once by a
+ * hash aggregate, so this stays small.
+ */
+typedef struct MergeAttr
 {
-	MergeAttr  *attr;
-	uint32		hash;
-	char		status;
-} AttrEntry;
+	const char *key;			/* interned */
+	int32		keylen;
+	int32		valcap;			/* bytes allocated for a winner value */
+	int64		priority;
+	TimestampTz at;
+	int64		nobs;			/* observations that contributed */
+	void	   *data;			/* Jsonb winner, Numeric sum, CdpFreqTable */
+	MergeLineage *lin;
+	uint8		strategy;
+	bool		has;			/* data holds a winner or a sum */
+} MergeAttr;
 
 #define MERGE_LINEAR_MAX 12
 
@@ -112,34 +155,10 @@ typedef struct MergeState
 	MemoryContext cxt;
 	int32		nattrs;
 	int32		maxattrs;
-	MergeAttr **attrs;
-	struct attrh_hash *index;	/* NULL while nattrs <= MERGE_LINEAR_MAX */
+	bool		lineage;
+	MergeAttr  *attrs;
+	keyh_hash  *index;			/* NULL while nattrs <= MERGE_LINEAR_MAX */
 } MergeState;
-
-static inline uint32
-attr_hash(const MergeAttr *a)
-{
-	return hash_bytes((const unsigned char *) a->key, a->keylen);
-}
-
-static inline bool
-attr_equal(const MergeAttr *a, const MergeAttr *b)
-{
-	return a->keylen == b->keylen && memcmp(a->key, b->key, a->keylen) == 0;
-}
-
-#define SH_PREFIX attrh
-#define SH_ELEMENT_TYPE AttrEntry
-#define SH_KEY_TYPE MergeAttr *
-#define SH_KEY attr
-#define SH_HASH_KEY(tb, k) attr_hash(k)
-#define SH_EQUAL(tb, a, b) attr_equal(a, b)
-#define SH_STORE_HASH
-#define SH_GET_HASH(tb, a) a->hash
-#define SH_SCOPE static inline
-#define SH_DECLARE
-#define SH_DEFINE
-#include "lib/simplehash.h"
 
 static MemoryContext
 merge_agg_context(FunctionCallInfo fcinfo)
@@ -252,27 +271,62 @@ parse_rules(MergeCache *c, MemoryContext mcxt, Jsonb *rules)
 	MemoryContextSwitchTo(old);
 }
 
+/* The support function's per-query cache. */
+static MergeCache *
+get_cache(FunctionCallInfo fcinfo)
+{
+	MergeCache *c = (MergeCache *) fcinfo->flinfo->fn_extra;
+
+	if (c == NULL)
+	{
+		c = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(MergeCache));
+		c->mcxt = fcinfo->flinfo->fn_mcxt;
+		c->ignore_empty = true;
+		cdp_typeinfo_init(&c->jsonb_ti, JSONBOID, InvalidOid);
+		c->keys = keyh_create(c->mcxt, 32, NULL);
+		fcinfo->flinfo->fn_extra = c;
+	}
+	return c;
+}
+
 /* The parsed rules of this row; parsed again only when they change. */
 static MergeCache *
 get_rules(FunctionCallInfo fcinfo, int rules_arg)
 {
-	MergeCache *c = (MergeCache *) fcinfo->flinfo->fn_extra;
+	MergeCache *c = get_cache(fcinfo);
 	Jsonb	   *rules = NULL;
 
 	if (rules_arg < PG_NARGS() && !PG_ARGISNULL(rules_arg))
 		rules = PG_GETARG_JSONB_P(rules_arg);
-	if (c == NULL)
+	if (!c->parsed ||
+		(rules == NULL ? c->raw != NULL :
+		 (c->raw == NULL || VARSIZE(c->raw) != VARSIZE(rules) ||
+		  memcmp(c->raw, rules, VARSIZE(rules)) != 0)))
 	{
-		c = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(MergeCache));
-		cdp_typeinfo_init(&c->jsonb_ti, JSONBOID, InvalidOid);
-		parse_rules(c, fcinfo->flinfo->fn_mcxt, rules);
-		fcinfo->flinfo->fn_extra = c;
+		parse_rules(c, c->mcxt, rules);
+		c->parsed = true;
 	}
-	else if (rules == NULL ? c->raw != NULL :
-			 (c->raw == NULL || VARSIZE(c->raw) != VARSIZE(rules) ||
-			  memcmp(c->raw, rules, VARSIZE(rules)) != 0))
-		parse_rules(c, fcinfo->flinfo->fn_mcxt, rules);
 	return c;
+}
+
+/* A copy of an attribute name that lives as long as the query. */
+static const char *
+key_intern(MergeCache *c, const char *s, int len)
+{
+	KeyStr		k = {s, len};
+	KeyEntry   *e;
+	bool		found;
+
+	e = keyh_insert(c->keys, k, &found);
+	if (!found)
+	{
+		char	   *copy = MemoryContextAlloc(c->mcxt, len + 1);
+
+		memcpy(copy, s, len);
+		copy[len] = '\0';
+		e->k.s = copy;
+	}
+	return e->k.s;
 }
 
 static uint8
@@ -349,7 +403,7 @@ static void
 jsonb_view(Jsonb *jb, JsonbValue *v)
 {
 	if (JB_ROOT_IS_SCALAR(jb))
-		JsonbExtractScalar(&jb->root, v);
+		*v = *getIthJsonbValueFromContainer(&jb->root, 0);
 	else
 	{
 		v->type = jbvBinary;
@@ -363,13 +417,14 @@ jsonb_view(Jsonb *jb, JsonbValue *v)
  */
 
 static MergeState *
-merge_new(MemoryContext cxt)
+merge_new(MemoryContext cxt, bool lineage)
 {
 	MergeState *s = MemoryContextAllocZero(cxt, sizeof(MergeState));
 
 	s->cxt = cxt;
+	s->lineage = lineage;
 	s->maxattrs = 8;
-	s->attrs = MemoryContextAlloc(cxt, sizeof(MergeAttr *) * s->maxattrs);
+	s->attrs = MemoryContextAlloc(cxt, sizeof(MergeAttr) * s->maxattrs);
 	return s;
 }
 
@@ -378,55 +433,72 @@ attr_find(MergeState *s, const char *key, int keylen)
 {
 	if (s->index != NULL)
 	{
-		MergeAttr	probe;
-		AttrEntry  *e;
+		KeyStr		k = {key, keylen};
+		KeyEntry   *e = keyh_lookup(s->index, k);
 
-		probe.key = (char *) key;
-		probe.keylen = keylen;
-		e = attrh_lookup(s->index, &probe);
-		return e ? e->attr : NULL;
+		return e ? &s->attrs[e->idx] : NULL;
 	}
 	for (int i = 0; i < s->nattrs; i++)
 	{
-		MergeAttr  *a = s->attrs[i];
+		MergeAttr  *a = &s->attrs[i];
 
-		if (a->keylen == keylen && memcmp(a->key, key, keylen) == 0)
+		if (a->keylen == keylen &&
+			(a->key == key || memcmp(a->key, key, keylen) == 0))
 			return a;
 	}
 	return NULL;
 }
 
+/* A new attribute; key must be interned. */
 static MergeAttr *
 attr_add(MergeState *s, const char *key, int keylen, uint8 strategy,
 		 const CdpTypeInfo *jsonb_ti)
 {
-	MergeAttr  *a = MemoryContextAllocZero(s->cxt, sizeof(MergeAttr));
+	MergeAttr  *a;
 	bool		found;
 
-	a->key = MemoryContextAlloc(s->cxt, keylen + 1);
-	memcpy(a->key, key, keylen);
-	a->key[keylen] = '\0';
-	a->keylen = keylen;
-	a->strategy = strategy;
-	a->first_at = DT_NOEND;
-	a->last_at = DT_NOBEGIN;
-	if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
-		a->ft = cdp_freq_create(s->cxt, jsonb_ti);
 	if (s->nattrs == s->maxattrs)
 	{
 		s->maxattrs *= 2;
-		s->attrs = repalloc(s->attrs, sizeof(MergeAttr *) * s->maxattrs);
+		s->attrs = repalloc(s->attrs, sizeof(MergeAttr) * s->maxattrs);
 	}
-	s->attrs[s->nattrs++] = a;
+	a = &s->attrs[s->nattrs++];
+	memset(a, 0, sizeof(MergeAttr));
+	a->key = key;
+	a->keylen = keylen;
+	a->strategy = strategy;
+	if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
+		a->data = cdp_freq_create(s->cxt, jsonb_ti);
+	if (s->lineage)
+	{
+		a->lin = MemoryContextAllocZero(s->cxt, sizeof(MergeLineage));
+		a->lin->first_at = DT_NOEND;
+		a->lin->last_at = DT_NOBEGIN;
+		a->lin->srclen = -1;
+	}
 	if (s->index == NULL && s->nattrs > MERGE_LINEAR_MAX)
 	{
-		s->index = attrh_create(s->cxt, s->nattrs * 2, NULL);
+		s->index = keyh_create(s->cxt, s->nattrs * 2, NULL);
 		for (int i = 0; i < s->nattrs; i++)
-			attrh_insert(s->index, s->attrs[i], &found);
+		{
+			KeyStr		k = {s->attrs[i].key, s->attrs[i].keylen};
+
+			keyh_insert(s->index, k, &found)->idx = i;
+		}
 	}
 	else if (s->index != NULL)
-		attrh_insert(s->index, a, &found);
+	{
+		KeyStr		k = {key, keylen};
+
+		keyh_insert(s->index, k, &found)->idx = s->nattrs - 1;
+	}
 	return a;
+}
+
+static inline Jsonb *
+attr_value(MergeAttr *a)
+{
+	return (Jsonb *) a->data;
 }
 
 static void
@@ -437,29 +509,34 @@ attr_store_winner(MergeState *s, MergeAttr *a, Jsonb *value, TimestampTz at,
 
 	if (size > a->valcap)
 	{
-		if (a->value)
-			pfree(a->value);
-		a->valcap = Max(size, 32);
-		a->value = MemoryContextAlloc(s->cxt, a->valcap);
+		/* the allocator rounds up to a power of 2 anyway: use it all */
+		if (a->data)
+			pfree(a->data);
+		a->valcap = pg_nextpower2_32(Max(size, 16));
+		a->data = MemoryContextAlloc(s->cxt, a->valcap);
 	}
-	memcpy(a->value, value, size);
-	jsonb_view(a->value, &a->vj);
+	memcpy(a->data, value, size);
 	a->at = at;
 	a->priority = priority;
 	a->has = true;
-	if (src == NULL)
-		a->srclen = -1;
-	else
+	if (a->lin != NULL)
 	{
-		if (srclen > a->srccap)
+		MergeLineage *lin = a->lin;
+
+		if (src == NULL)
+			lin->srclen = -1;
+		else
 		{
-			if (a->source)
-				pfree(a->source);
-			a->srccap = Max(srclen, 16);
-			a->source = MemoryContextAlloc(s->cxt, a->srccap);
+			if (srclen > lin->srccap)
+			{
+				if (lin->source)
+					pfree(lin->source);
+				lin->srccap = Max(srclen, 16);
+				lin->source = MemoryContextAlloc(s->cxt, lin->srccap);
+			}
+			memcpy(lin->source, src, srclen);
+			lin->srclen = srclen;
 		}
-		memcpy(a->source, src, srclen);
-		a->srclen = srclen;
 	}
 }
 
@@ -468,6 +545,7 @@ static bool
 attr_beats(MergeAttr *a, JsonbValue *v, TimestampTz at, int64 priority,
 		   const char *src, int srclen)
 {
+	JsonbValue	cur;
 	int			c;
 
 	if (!a->has)
@@ -486,29 +564,41 @@ attr_beats(MergeAttr *a, JsonbValue *v, TimestampTz at, int64 priority,
 			if (at != a->at)
 				return at < a->at;
 			break;
-		case MS_MAX:
-		case MS_MIN:
-			c = jval_cmp(v, &a->vj);
-			if (c != 0)
-				return a->strategy == MS_MAX ? c > 0 : c < 0;
-			/* equal values: the lineage shows the latest, highest source */
-			if (at != a->at)
-				return at > a->at;
-			if (priority != a->priority)
-				return priority > a->priority;
-			break;
 	}
-	if (a->strategy != MS_MAX && a->strategy != MS_MIN)
+	jsonb_view(attr_value(a), &cur);
+	c = jval_cmp(v, &cur);
+	if (a->strategy == MS_MAX || a->strategy == MS_MIN)
 	{
-		c = jval_cmp(v, &a->vj);
 		if (c != 0)
-			return c < 0;
+			return a->strategy == MS_MAX ? c > 0 : c < 0;
+		/* equal values: the lineage shows the latest, highest source */
+		if (at != a->at)
+			return at > a->at;
+		if (priority != a->priority)
+			return priority > a->priority;
 	}
+	else if (c != 0)
+		return c < 0;
 	/* all else equal: the smallest source label, for a stable lineage */
-	if (src == NULL || a->srclen < 0)
+	if (src == NULL || a->lin == NULL || a->lin->srclen < 0)
 		return false;
-	c = memcmp(src, a->source, Min(srclen, a->srclen));
-	return c < 0 || (c == 0 && srclen < a->srclen);
+	c = memcmp(src, a->lin->source, Min(srclen, a->lin->srclen));
+	return c < 0 || (c == 0 && srclen < a->lin->srclen);
+}
+
+static void
+attr_add_sum(MergeState *s, MergeAttr *a, Numeric n)
+{
+	MemoryContext old = MemoryContextSwitchTo(s->cxt);
+	Numeric		prev = a->has ? (Numeric) a->data : NULL;
+
+	a->data = prev == NULL ? DatumGetNumericCopy(NumericGetDatum(n)) :
+		DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(prev),
+											NumericGetDatum(n)));
+	a->has = true;
+	MemoryContextSwitchTo(old);
+	if (prev)
+		pfree(prev);
 }
 
 static void
@@ -529,24 +619,12 @@ attr_observe(MergeState *s, MergeAttr *a, JsonbValue *v, TimestampTz at,
 		case MS_SUM:
 			if (v->type != jbvNumeric)
 				return;			/* only numbers add up */
-			else
-			{
-				MemoryContext old = MemoryContextSwitchTo(s->cxt);
-				Numeric		prev = a->sum;
-
-				a->sum = prev == NULL ? DatumGetNumericCopy(NumericGetDatum(v->val.numeric)) :
-					DatumGetNumeric(DirectFunctionCall2(numeric_add,
-														NumericGetDatum(prev),
-														NumericGetDatum(v->val.numeric)));
-				MemoryContextSwitchTo(old);
-				if (prev)
-					pfree(prev);
-			}
+			attr_add_sum(s, a, v->val.numeric);
 			break;
 		case MS_COUNT:
 			break;
 		case MS_MOST_FREQUENT:
-			cdp_freq_add(a->ft, JsonbPGetDatum(JsonbValueToJsonb(v)), 1, at);
+			cdp_freq_add(a->data, JsonbPGetDatum(JsonbValueToJsonb(v)), 1, at);
 			break;
 		case MS_UNION:
 			if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
@@ -560,21 +638,24 @@ attr_observe(MergeState *s, MergeAttr *a, JsonbValue *v, TimestampTz at,
 				{
 					if (tok != WJB_ELEM || (ignore_empty && jval_is_empty(&e)))
 						continue;
-					cdp_freq_add(a->ft, JsonbPGetDatum(JsonbValueToJsonb(&e)), 1, at);
+					cdp_freq_add(a->data, JsonbPGetDatum(JsonbValueToJsonb(&e)), 1, at);
 					any = true;
 				}
 				if (!any)
 					return;
 			}
 			else
-				cdp_freq_add(a->ft, JsonbPGetDatum(JsonbValueToJsonb(v)), 1, at);
+				cdp_freq_add(a->data, JsonbPGetDatum(JsonbValueToJsonb(v)), 1, at);
 			break;
 	}
 	a->nobs++;
-	if (at < a->first_at)
-		a->first_at = at;
-	if (at > a->last_at)
-		a->last_at = at;
+	if (a->lin)
+	{
+		if (at < a->lin->first_at)
+			a->lin->first_at = at;
+		if (at > a->lin->last_at)
+			a->lin->last_at = at;
+	}
 }
 
 /*
@@ -598,7 +679,7 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	JsonbIteratorToken tok;
 
 	if (s == NULL)
-		s = merge_new(cxt);
+		s = merge_new(cxt, lineage);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_POINTER(s);
 	jb = PG_GETARG_JSONB_P(1);
@@ -627,6 +708,8 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		MergeAttr  *a;
+		const char *key;
+		int			keylen;
 
 		if (tok == WJB_KEY)
 		{
@@ -635,11 +718,12 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 		}
 		if (tok != WJB_VALUE || (rules->ignore_empty && jval_is_empty(&v)))
 			continue;
-		a = attr_find(s, k.val.string.val, k.val.string.len);
+		key = k.val.string.val;
+		keylen = k.val.string.len;
+		a = attr_find(s, key, keylen);
 		if (a == NULL)
-			a = attr_add(s, k.val.string.val, k.val.string.len,
-						 rule_strategy(rules, k.val.string.val, k.val.string.len),
-						 &rules->jsonb_ti);
+			a = attr_add(s, key_intern(rules, key, keylen), keylen,
+						 rule_strategy(rules, key, keylen), &rules->jsonb_ti);
 		attr_observe(s, a, &v, at, priority, src, srclen, rules->ignore_empty);
 	}
 	PG_RETURN_POINTER(s);
@@ -678,59 +762,62 @@ attr_merge(MergeState *s, MergeAttr *a, MergeAttr *b)
 		return;
 	if (IS_WINNER_STRATEGY(a->strategy))
 	{
-		if (b->has && attr_beats(a, &b->vj, b->at, b->priority,
-								 b->srclen >= 0 ? b->source : NULL, b->srclen))
-			attr_store_winner(s, a, b->value, b->at, b->priority,
-							  b->srclen >= 0 ? b->source : NULL, b->srclen);
-	}
-	else if (a->strategy == MS_SUM && b->sum != NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(s->cxt);
-		Numeric		prev = a->sum;
+		JsonbValue	bv;
+		const char *src = NULL;
+		int			srclen = 0;
 
-		a->sum = prev == NULL ? DatumGetNumericCopy(NumericGetDatum(b->sum)) :
-			DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(prev),
-												NumericGetDatum(b->sum)));
-		MemoryContextSwitchTo(old);
-		if (prev)
-			pfree(prev);
+		if (b->lin != NULL && b->lin->srclen >= 0)
+		{
+			src = b->lin->source;
+			srclen = b->lin->srclen;
+		}
+		jsonb_view(attr_value(b), &bv);
+		if (attr_beats(a, &bv, b->at, b->priority, src, srclen))
+			attr_store_winner(s, a, attr_value(b), b->at, b->priority, src, srclen);
 	}
-	else if (a->ft != NULL)
-		cdp_freq_merge(a->ft, b->ft);
+	else if (a->strategy == MS_SUM)
+		attr_add_sum(s, a, (Numeric) b->data);
+	else if (a->strategy != MS_COUNT)
+		cdp_freq_merge(a->data, b->data);
 	a->nobs += b->nobs;
-	a->first_at = Min(a->first_at, b->first_at);
-	a->last_at = Max(a->last_at, b->last_at);
+	if (a->lin && b->lin)
+	{
+		a->lin->first_at = Min(a->lin->first_at, b->lin->first_at);
+		a->lin->last_at = Max(a->lin->last_at, b->lin->last_at);
+	}
 }
 
+/* Give back a state merged into another one. */
 static void
-merge_into(MergeState *dst, MergeState *src, const CdpTypeInfo *jsonb_ti)
+merge_free(MergeState *s)
 {
-	for (int i = 0; i < src->nattrs; i++)
+	for (int i = 0; i < s->nattrs; i++)
 	{
-		MergeAttr  *b = src->attrs[i];
-		MergeAttr  *a = attr_find(dst, b->key, b->keylen);
+		MergeAttr  *a = &s->attrs[i];
 
-		if (a == NULL)
-			a = attr_add(dst, b->key, b->keylen, b->strategy, jsonb_ti);
-		attr_merge(dst, a, b);
+		if (a->strategy == MS_MOST_FREQUENT || a->strategy == MS_UNION)
+			cdp_freq_free(a->data);
+		else if (a->data)
+			pfree(a->data);
+		if (a->lin)
+		{
+			if (a->lin->source)
+				pfree(a->lin->source);
+			pfree(a->lin);
+		}
 	}
+	if (s->index)
+		keyh_destroy(s->index);
+	pfree(s->attrs);
+	pfree(s);
 }
 
-static const CdpTypeInfo *
-jsonb_typeinfo(FunctionCallInfo fcinfo)
-{
-	CdpTypeInfo *ti = (CdpTypeInfo *) fcinfo->flinfo->fn_extra;
-
-	if (ti == NULL)
-	{
-		ti = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(CdpTypeInfo));
-		cdp_typeinfo_init(ti, JSONBOID, InvalidOid);
-		fcinfo->flinfo->fn_extra = ti;
-	}
-	return ti;
-}
-
-/* combine function of cdp.merge_profile and cdp.merge_profile_lineage */
+/*
+ * combine function of cdp.merge_profile and cdp.merge_profile_lineage
+ *
+ * Deserialized states are built in the aggregate context, so the first
+ * one of a group is adopted as it is and later ones are freed once merged.
+ */
 PG_FUNCTION_INFO_V1(cdp_merge_profile_combine);
 Datum
 cdp_merge_profile_combine(PG_FUNCTION_ARGS)
@@ -738,6 +825,7 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 	MemoryContext cxt = merge_agg_context(fcinfo);
 	MergeState *a = PG_ARGISNULL(0) ? NULL : (MergeState *) PG_GETARG_POINTER(0);
 	MergeState *b = PG_ARGISNULL(1) ? NULL : (MergeState *) PG_GETARG_POINTER(1);
+	MergeCache *c;
 
 	if (b == NULL)
 	{
@@ -745,9 +833,23 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(a);
 	}
+	if (a == NULL && b->cxt == cxt)
+		PG_RETURN_POINTER(b);
+	c = get_cache(fcinfo);
 	if (a == NULL)
-		a = merge_new(cxt);
-	merge_into(a, b, jsonb_typeinfo(fcinfo));
+		a = merge_new(cxt, b->lineage);
+	for (int i = 0; i < b->nattrs; i++)
+	{
+		MergeAttr  *y = &b->attrs[i];
+		MergeAttr  *x = attr_find(a, y->key, y->keylen);
+
+		if (x == NULL)
+			x = attr_add(a, key_intern(c, y->key, y->keylen), y->keylen,
+						 y->strategy, &c->jsonb_ti);
+		attr_merge(a, x, y);
+	}
+	if (b->cxt == cxt)
+		merge_free(b);
 	PG_RETURN_POINTER(a);
 }
 
@@ -760,21 +862,19 @@ write_jsonb(StringInfo buf, Jsonb *jb)
 	cdp_write_bytes(buf, jb, len);
 }
 
-static Jsonb *
-read_jsonb(CdpReader *r)
+/* A jsonb or numeric image of a state, its header checked. */
+static const char *
+read_varlena(CdpReader *r, int32 *len, const char *what)
 {
-	int32		len = cdp_read_int32(r);
-	Jsonb	   *jb;
+	const char *p;
 
-	if (len < (int32) (VARHDRSZ + sizeof(uint32)))
-		cdp_state_corrupted("A jsonb value is shorter than its header.");
-	jb = palloc(len);
-	memcpy(jb, cdp_read_bytes(r, len), len);
-	if (!VARATT_IS_4B_U(jb) || VARSIZE(jb) != len)
-		cdp_state_corrupted("A jsonb value's header does not match its length.");
-	if (JB_ROOT_IS_SCALAR(jb) && JB_ROOT_COUNT(jb) != 1)
-		cdp_state_corrupted("A jsonb scalar does not hold one value.");
-	return jb;
+	*len = cdp_read_int32(r);
+	if (*len < (int32) (VARHDRSZ + sizeof(uint16)))
+		cdp_state_corrupted(psprintf("A %s is shorter than its header.", what));
+	p = cdp_read_bytes(r, *len);
+	if (!VARATT_IS_4B_U(p) || VARSIZE(p) != *len)
+		cdp_state_corrupted(psprintf("A %s's header does not match its length.", what));
+	return p;
 }
 
 /* serialize function of cdp.merge_profile and cdp.merge_profile_lineage */
@@ -789,113 +889,132 @@ cdp_merge_profile_serialize(PG_FUNCTION_ARGS)
 	initStringInfo(&buf);
 	appendStringInfoSpaces(&buf, VARHDRSZ);
 	appendStringInfoChar(&buf, CDP_MERGE_STATE_VERSION);
+	appendStringInfoChar(&buf, s->lineage ? 1 : 0);
 	cdp_write_bytes(&buf, &s->nattrs, sizeof(int32));
 	for (int i = 0; i < s->nattrs; i++)
 	{
-		MergeAttr  *a = s->attrs[i];
+		MergeAttr  *a = &s->attrs[i];
 
 		cdp_write_bytes(&buf, &a->keylen, sizeof(int32));
 		cdp_write_bytes(&buf, a->key, a->keylen);
 		appendStringInfoChar(&buf, a->strategy);
+		appendStringInfoChar(&buf, a->has ? 1 : 0);
 		cdp_write_bytes(&buf, &a->nobs, sizeof(int64));
-		cdp_write_bytes(&buf, &a->first_at, sizeof(int64));
-		cdp_write_bytes(&buf, &a->last_at, sizeof(int64));
-		if (IS_WINNER_STRATEGY(a->strategy))
+		if (IS_WINNER_STRATEGY(a->strategy) && a->has)
 		{
-			appendStringInfoChar(&buf, a->has ? 1 : 0);
-			if (a->has)
-			{
-				cdp_write_bytes(&buf, &a->at, sizeof(int64));
-				cdp_write_bytes(&buf, &a->priority, sizeof(int64));
-				write_jsonb(&buf, a->value);
-				cdp_write_bytes(&buf, &a->srclen, sizeof(int32));
-				if (a->srclen > 0)
-					cdp_write_bytes(&buf, a->source, a->srclen);
-			}
+			cdp_write_bytes(&buf, &a->at, sizeof(int64));
+			cdp_write_bytes(&buf, &a->priority, sizeof(int64));
+			write_jsonb(&buf, attr_value(a));
 		}
-		else if (a->strategy == MS_SUM)
+		else if (a->strategy == MS_SUM && a->has)
 		{
-			int32		len = a->sum ? VARSIZE(a->sum) : -1;
+			int32		len = VARSIZE(a->data);
 
 			cdp_write_bytes(&buf, &len, sizeof(int32));
-			if (a->sum)
-				cdp_write_bytes(&buf, a->sum, len);
+			cdp_write_bytes(&buf, a->data, len);
 		}
-		else if (a->ft != NULL)
-			cdp_freq_write(&buf, a->ft);
+		else if (a->strategy == MS_MOST_FREQUENT || a->strategy == MS_UNION)
+			cdp_freq_write(&buf, a->data);
+		if (s->lineage)
+		{
+			cdp_write_bytes(&buf, &a->lin->first_at, sizeof(int64));
+			cdp_write_bytes(&buf, &a->lin->last_at, sizeof(int64));
+			cdp_write_bytes(&buf, &a->lin->srclen, sizeof(int32));
+			if (a->lin->srclen > 0)
+				cdp_write_bytes(&buf, a->lin->source, a->lin->srclen);
+		}
 	}
 	SET_VARSIZE(buf.data, buf.len);
 	PG_RETURN_BYTEA_P((bytea *) buf.data);
 }
 
-/* deserialize function of cdp.merge_profile and cdp.merge_profile_lineage */
+/*
+ * deserialize function of cdp.merge_profile and cdp.merge_profile_lineage:
+ * builds the state in the aggregate context (see the combine function)
+ */
 PG_FUNCTION_INFO_V1(cdp_merge_profile_deserialize);
 Datum
 cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 {
+	MemoryContext cxt = merge_agg_context(fcinfo);
 	bytea	   *b = PG_GETARG_BYTEA_PP(0);
-	const CdpTypeInfo *jsonb_ti = jsonb_typeinfo(fcinfo);
+	MergeCache *c = get_cache(fcinfo);
 	MergeState *s;
 	CdpReader	r;
 	int32		n;
+	bool		lineage;
 
-	merge_agg_context(fcinfo);
 	cdp_reader_init(&r, b);
-	s = merge_new(CurrentMemoryContext);
+	lineage = cdp_read_uint8(&r) != 0;
 	n = cdp_read_int32(&r);
-	if (n < 0 || n > (r.len - r.pos) / 29)
+	/* every attribute takes at least 14 bytes */
+	if (n < 0 || n > (r.len - r.pos) / 14)
 		cdp_state_corrupted("The number of attributes does not fit the state.");
+	s = merge_new(cxt, lineage);
 	for (int i = 0; i < n; i++)
 	{
 		int32		keylen = cdp_read_int32(&r);
 		const char *key = cdp_read_bytes(&r, keylen);
 		uint8		strategy = cdp_read_uint8(&r);
+		bool		has = cdp_read_uint8(&r) != 0;
 		MergeAttr  *a;
 
 		if (strategy < MS_FIRST || strategy > MS_LAST)
 			cdp_state_corrupted("Unknown merge strategy.");
 		if (attr_find(s, key, keylen) != NULL)
 			cdp_state_corrupted("An attribute appears twice.");
-		a = attr_add(s, key, keylen, strategy, jsonb_ti);
+		a = attr_add(s, key_intern(c, key, keylen), keylen, strategy, &c->jsonb_ti);
 		a->nobs = cdp_read_int64(&r);
-		a->first_at = cdp_read_int64(&r);
-		a->last_at = cdp_read_int64(&r);
-		if (IS_WINNER_STRATEGY(strategy))
+		if (a->nobs < 0)
+			cdp_state_corrupted("An attribute has a negative number of observations.");
+		if (has && IS_WINNER_STRATEGY(strategy))
 		{
-			if (cdp_read_uint8(&r))
-			{
-				TimestampTz at = cdp_read_int64(&r);
-				int64		priority = cdp_read_int64(&r);
-				Jsonb	   *value = read_jsonb(&r);
-				int32		srclen = cdp_read_int32(&r);
-				const char *src = NULL;
+			int32		len;
+			const char *p;
 
-				if (srclen < -1)
-					cdp_state_corrupted("A source label has a negative length.");
-				if (srclen >= 0)
-					src = cdp_read_bytes(&r, srclen);
-				attr_store_winner(s, a, value, at, priority, src, srclen);
-			}
+			a->at = cdp_read_int64(&r);
+			a->priority = cdp_read_int64(&r);
+			p = read_varlena(&r, &len, "jsonb value");
+			a->data = MemoryContextAlloc(cxt, len);
+			memcpy(a->data, p, len);
+			a->valcap = len;
+			if (JB_ROOT_IS_SCALAR(attr_value(a)) && JB_ROOT_COUNT(attr_value(a)) != 1)
+				cdp_state_corrupted("A jsonb scalar does not hold one value.");
+			a->has = true;
 		}
-		else if (strategy == MS_SUM)
+		else if (has && strategy == MS_SUM)
 		{
-			int32		len = cdp_read_int32(&r);
+			int32		len;
+			const char *p = read_varlena(&r, &len, "sum");
 
-			if (len != -1)
-			{
-				char	   *p;
-
-				if (len < (int32) VARHDRSZ)
-					cdp_state_corrupted("A sum is shorter than its header.");
-				p = palloc(len);
-				memcpy(p, cdp_read_bytes(&r, len), len);
-				if (!VARATT_IS_4B_U(p) || VARSIZE(p) != len)
-					cdp_state_corrupted("A sum's header does not match its length.");
-				a->sum = (Numeric) p;
-			}
+			a->data = MemoryContextAlloc(cxt, len);
+			memcpy(a->data, p, len);
+			a->has = true;
 		}
-		else if (a->ft != NULL)
-			a->ft = cdp_freq_read(&r, CurrentMemoryContext, jsonb_ti);
+		else if (has)
+			cdp_state_corrupted("An attribute has a value its strategy does not keep.");
+		else if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
+		{
+			cdp_freq_free(a->data);
+			a->data = cdp_freq_read(&r, cxt, &c->jsonb_ti);
+		}
+		if (lineage)
+		{
+			int32		srclen;
+
+			a->lin->first_at = cdp_read_int64(&r);
+			a->lin->last_at = cdp_read_int64(&r);
+			srclen = cdp_read_int32(&r);
+			if (srclen < -1)
+				cdp_state_corrupted("A source label has a negative length.");
+			if (srclen >= 0)
+			{
+				a->lin->srccap = Max(srclen, 1);
+				a->lin->source = MemoryContextAlloc(cxt, a->lin->srccap);
+				memcpy(a->lin->source, cdp_read_bytes(&r, srclen), srclen);
+			}
+			a->lin->srclen = srclen;
+		}
 	}
 	cdp_reader_end(&r);
 	PG_RETURN_POINTER(s);
@@ -960,37 +1079,39 @@ push_attr_value(JsonbParseState **ps, MergeAttr *a, CdpFreqItem **best)
 	int			n;
 
 	*best = NULL;
-	if (IS_WINNER_STRATEGY(a->strategy))
-	{
-		if (!a->has)
-			return false;
-		pushJsonbValue(ps, WJB_VALUE, &a->vj);
-		return true;
-	}
 	switch (a->strategy)
 	{
+		case MS_LATEST:
+		case MS_EARLIEST:
+		case MS_PRIORITY:
+		case MS_MAX:
+		case MS_MIN:
+			if (!a->has)
+				return false;
+			push_jsonb(ps, WJB_VALUE, attr_value(a));
+			return true;
 		case MS_SUM:
-			if (a->sum == NULL)
+			if (!a->has)
 				return false;
 			v.type = jbvNumeric;
-			v.val.numeric = a->sum;
+			v.val.numeric = (Numeric) a->data;
 			pushJsonbValue(ps, WJB_VALUE, &v);
 			return true;
 		case MS_COUNT:
 			push_int64(ps, WJB_VALUE, a->nobs);
 			return true;
 		case MS_MOST_FREQUENT:
-			items = cdp_freq_entries(a->ft, &n);
+			items = cdp_freq_entries(a->data, &n);
 			if (n == 0)
 				return false;
-			*best = &items[cdp_freq_best(items, n, cdp_freq_typeinfo(a->ft), false)];
+			*best = &items[cdp_freq_best(items, n, cdp_freq_typeinfo(a->data), false)];
 			push_jsonb(ps, WJB_VALUE, DatumGetJsonbP((*best)->value));
 			return true;
 		case MS_UNION:
-			items = cdp_freq_entries(a->ft, &n);
+			items = cdp_freq_entries(a->data, &n);
 			if (n == 0)
 				return false;
-			cdp_freq_sort(items, n, cdp_freq_typeinfo(a->ft), false);
+			cdp_freq_sort(items, n, cdp_freq_typeinfo(a->data), false);
 			pushJsonbValue(ps, WJB_BEGIN_ARRAY, NULL);
 			for (int i = 0; i < n; i++)
 				push_jsonb(ps, WJB_ELEM, DatumGetJsonbP(items[i].value));
@@ -1011,10 +1132,12 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 	merge_agg_context(fcinfo);
 	if (s == NULL || s->nattrs == 0)
 		PG_RETURN_NULL();
+	if (lineage && !s->lineage)
+		elog(ERROR, "merge state without lineage in cdp.merge_profile_lineage");
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < s->nattrs; i++)
 	{
-		MergeAttr  *a = s->attrs[i];
+		MergeAttr  *a = &s->attrs[i];
 		CdpFreqItem *best;
 
 		if (a->nobs == 0)
@@ -1050,10 +1173,10 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 			}
 			else
 				push_int64(&ps, WJB_VALUE, a->priority);
-			if (a->srclen >= 0)
+			if (a->lin->srclen >= 0)
 			{
 				push_key(&ps, "source");
-				push_string(&ps, WJB_VALUE, a->source, a->srclen);
+				push_string(&ps, WJB_VALUE, a->lin->source, a->lin->srclen);
 			}
 		}
 		else
@@ -1066,9 +1189,9 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 				push_timestamptz(&ps, best->at);
 			}
 			push_key(&ps, "first_at");
-			push_timestamptz(&ps, a->first_at);
+			push_timestamptz(&ps, a->lin->first_at);
 			push_key(&ps, "last_at");
-			push_timestamptz(&ps, a->last_at);
+			push_timestamptz(&ps, a->lin->last_at);
 		}
 		pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 		emitted++;
