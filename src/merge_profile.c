@@ -658,6 +658,38 @@ attr_observe(MergeState *s, MergeAttr *a, JsonbValue *v, TimestampTz at,
 	}
 }
 
+/* The value of a container child whose data is [offset, offset + len). */
+static inline void
+container_value(JEntry entry, char *base, uint32 offset, uint32 len,
+				JsonbValue *v)
+{
+	if (JBE_ISNULL(entry))
+		v->type = jbvNull;
+	else if (JBE_ISSTRING(entry))
+	{
+		v->type = jbvString;
+		v->val.string.val = base + offset;
+		v->val.string.len = len;
+	}
+	else if (JBE_ISNUMERIC(entry))
+	{
+		v->type = jbvNumeric;
+		v->val.numeric = (Numeric) (base + INTALIGN(offset));
+	}
+	else if (JBE_ISBOOL_TRUE(entry) || JBE_ISBOOL_FALSE(entry))
+	{
+		v->type = jbvBool;
+		v->val.boolean = JBE_ISBOOL_TRUE(entry);
+	}
+	else
+	{
+		/* a nested container, aligned like numerics */
+		v->type = jbvBinary;
+		v->val.binary.data = (JsonbContainer *) (base + INTALIGN(offset));
+		v->val.binary.len = len - (INTALIGN(offset) - offset);
+	}
+}
+
 /*
  * Transition: (state, attributes, at [, priority [, rules [, source]]])
  */
@@ -673,10 +705,12 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	const char *src = NULL;
 	int			srclen = 0;
 	MergeCache *rules;
-	JsonbIterator *it;
-	JsonbValue	k;
+	JsonbContainer *jc;
 	JsonbValue	v;
-	JsonbIteratorToken tok;
+	char	   *base;
+	uint32		koff;
+	uint32		voff;
+	int			n;
 
 	if (s == NULL)
 		s = merge_new(cxt, lineage);
@@ -703,23 +737,30 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 						   JB_ROOT_IS_SCALAR(jb) ? "scalar" : "array"),
 				 errhint("Pass one object of attribute names and values per row.")));
 
-	memset(&k, 0, sizeof(k));
-	it = JsonbIteratorInit(&jb->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	/*
+	 * Walk the object's pairs in place, without an iterator: keys' JEntries
+	 * come first, then the values', then the data in the same order
+	 * (utils/jsonb.h).
+	 */
+	jc = &jb->root;
+	n = JsonContainerSize(jc);
+	base = (char *) &jc->children[n * 2];
+	koff = 0;
+	voff = getJsonbOffset(jc, n);
+	for (int i = 0; i < n; i++)
 	{
 		MergeAttr  *a;
-		const char *key;
+		const char *key = base + koff;
+		uint32		kstart = koff;
+		uint32		vstart = voff;
 		int			keylen;
 
-		if (tok == WJB_KEY)
-		{
-			k = v;
+		JBE_ADVANCE_OFFSET(koff, jc->children[i]);
+		JBE_ADVANCE_OFFSET(voff, jc->children[n + i]);
+		keylen = koff - kstart;
+		container_value(jc->children[n + i], base, vstart, voff - vstart, &v);
+		if (rules->ignore_empty && jval_is_empty(&v))
 			continue;
-		}
-		if (tok != WJB_VALUE || (rules->ignore_empty && jval_is_empty(&v)))
-			continue;
-		key = k.val.string.val;
-		keylen = k.val.string.len;
 		a = attr_find(s, key, keylen);
 		if (a == NULL)
 			a = attr_add(s, key_intern(rules, key, keylen), keylen,
