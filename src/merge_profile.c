@@ -130,22 +130,22 @@ typedef struct MergeLineage
 } MergeLineage;
 
 /*
- * What one group knows about one attribute: 64 bytes, kept in an array,
+ * What one group knows about one attribute: 48 bytes, kept in an array,
  * plus the strategy's payload.  Millions of groups are held at once by a
  * hash aggregate, so this stays small.
  */
 typedef struct MergeAttr
 {
 	const char *key;			/* interned */
-	int32		keylen;
-	int32		valcap;			/* bytes allocated for a winner value */
-	int64		priority;
+	void	   *data;			/* Jsonb winner, Numeric sum, CdpFreqTable */
 	TimestampTz at;
 	int64		nobs;			/* observations that contributed */
-	void	   *data;			/* Jsonb winner, Numeric sum, CdpFreqTable */
-	MergeLineage *lin;
+	int32		keylen;
+	int32		valcap;			/* bytes allocated for a winner value */
+	int32		priority;
 	uint8		strategy;
 	bool		has;			/* data holds a winner or a sum */
+	bool		prio_null;		/* the winner's priority was NULL */
 } MergeAttr;
 
 #define MERGE_LINEAR_MAX 12
@@ -157,6 +157,7 @@ typedef struct MergeState
 	int32		maxattrs;
 	bool		lineage;
 	MergeAttr  *attrs;
+	MergeLineage *lins;			/* parallel to attrs, lineage only */
 	keyh_hash  *index;			/* NULL while nattrs <= MERGE_LINEAR_MAX */
 } MergeState;
 
@@ -416,16 +417,41 @@ jsonb_view(Jsonb *jb, JsonbValue *v)
  * Attributes
  */
 
+/* Room for at least n attributes that fills a power-of-2 allocation. */
+static int32
+attrs_capacity(int32 n)
+{
+	Size		size = 128;
+
+	while (size / sizeof(MergeAttr) < (Size) n)
+		size *= 2;
+	return size / sizeof(MergeAttr);
+}
+
 static MergeState *
-merge_new(MemoryContext cxt, bool lineage)
+merge_new(MemoryContext cxt, bool lineage, int32 nattrs_hint)
 {
 	MergeState *s = MemoryContextAllocZero(cxt, sizeof(MergeState));
 
 	s->cxt = cxt;
 	s->lineage = lineage;
-	s->maxattrs = 8;
+	s->maxattrs = attrs_capacity(Max(nattrs_hint, 1));
 	s->attrs = MemoryContextAlloc(cxt, sizeof(MergeAttr) * s->maxattrs);
+	if (lineage)
+		s->lins = MemoryContextAlloc(cxt, sizeof(MergeLineage) * s->maxattrs);
 	return s;
+}
+
+static inline MergeLineage *
+attr_lin(MergeState *s, MergeAttr *a)
+{
+	return s->lins ? &s->lins[a - s->attrs] : NULL;
+}
+
+static inline int64
+attr_priority(MergeAttr *a)
+{
+	return a->prio_null ? CDP_PRIORITY_NULL : a->priority;
 }
 
 static MergeAttr *
@@ -459,8 +485,10 @@ attr_add(MergeState *s, const char *key, int keylen, uint8 strategy,
 
 	if (s->nattrs == s->maxattrs)
 	{
-		s->maxattrs *= 2;
+		s->maxattrs = attrs_capacity(s->nattrs + 1);
 		s->attrs = repalloc(s->attrs, sizeof(MergeAttr) * s->maxattrs);
+		if (s->lins)
+			s->lins = repalloc(s->lins, sizeof(MergeLineage) * s->maxattrs);
 	}
 	a = &s->attrs[s->nattrs++];
 	memset(a, 0, sizeof(MergeAttr));
@@ -469,12 +497,14 @@ attr_add(MergeState *s, const char *key, int keylen, uint8 strategy,
 	a->strategy = strategy;
 	if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
 		a->data = cdp_freq_create(s->cxt, jsonb_ti);
-	if (s->lineage)
+	if (s->lins)
 	{
-		a->lin = MemoryContextAllocZero(s->cxt, sizeof(MergeLineage));
-		a->lin->first_at = DT_NOEND;
-		a->lin->last_at = DT_NOBEGIN;
-		a->lin->srclen = -1;
+		MergeLineage *lin = attr_lin(s, a);
+
+		memset(lin, 0, sizeof(MergeLineage));
+		lin->first_at = DT_NOEND;
+		lin->last_at = DT_NOBEGIN;
+		lin->srclen = -1;
 	}
 	if (s->index == NULL && s->nattrs > MERGE_LINEAR_MAX)
 	{
@@ -517,11 +547,12 @@ attr_store_winner(MergeState *s, MergeAttr *a, Jsonb *value, TimestampTz at,
 	}
 	memcpy(a->data, value, size);
 	a->at = at;
-	a->priority = priority;
+	a->prio_null = priority == CDP_PRIORITY_NULL;
+	a->priority = a->prio_null ? 0 : (int32) priority;
 	a->has = true;
-	if (a->lin != NULL)
+	if (s->lins != NULL)
 	{
-		MergeLineage *lin = a->lin;
+		MergeLineage *lin = attr_lin(s, a);
 
 		if (src == NULL)
 			lin->srclen = -1;
@@ -542,8 +573,8 @@ attr_store_winner(MergeState *s, MergeAttr *a, Jsonb *value, TimestampTz at,
 
 /* Does an observation beat the attribute's current winner? */
 static bool
-attr_beats(MergeAttr *a, JsonbValue *v, TimestampTz at, int64 priority,
-		   const char *src, int srclen)
+attr_beats(MergeAttr *a, MergeLineage *lin, JsonbValue *v, TimestampTz at,
+		   int64 priority, const char *src, int srclen)
 {
 	JsonbValue	cur;
 	int			c;
@@ -553,8 +584,8 @@ attr_beats(MergeAttr *a, JsonbValue *v, TimestampTz at, int64 priority,
 	switch (a->strategy)
 	{
 		case MS_PRIORITY:
-			if (priority != a->priority)
-				return priority > a->priority;
+			if (priority != attr_priority(a))
+				return priority > attr_priority(a);
 			/* FALLTHROUGH */
 		case MS_LATEST:
 			if (at != a->at)
@@ -574,16 +605,16 @@ attr_beats(MergeAttr *a, JsonbValue *v, TimestampTz at, int64 priority,
 		/* equal values: the lineage shows the latest, highest source */
 		if (at != a->at)
 			return at > a->at;
-		if (priority != a->priority)
-			return priority > a->priority;
+		if (priority != attr_priority(a))
+			return priority > attr_priority(a);
 	}
 	else if (c != 0)
 		return c < 0;
 	/* all else equal: the smallest source label, for a stable lineage */
-	if (src == NULL || a->lin == NULL || a->lin->srclen < 0)
+	if (src == NULL || lin == NULL || lin->srclen < 0)
 		return false;
-	c = memcmp(src, a->lin->source, Min(srclen, a->lin->srclen));
-	return c < 0 || (c == 0 && srclen < a->lin->srclen);
+	c = memcmp(src, lin->source, Min(srclen, lin->srclen));
+	return c < 0 || (c == 0 && srclen < lin->srclen);
 }
 
 static void
@@ -612,7 +643,7 @@ attr_observe(MergeState *s, MergeAttr *a, JsonbValue *v, TimestampTz at,
 		case MS_PRIORITY:
 		case MS_MAX:
 		case MS_MIN:
-			if (attr_beats(a, v, at, priority, src, srclen))
+			if (attr_beats(a, attr_lin(s, a), v, at, priority, src, srclen))
 				attr_store_winner(s, a, JsonbValueToJsonb(v), at, priority,
 								  src, srclen);
 			break;
@@ -649,12 +680,14 @@ attr_observe(MergeState *s, MergeAttr *a, JsonbValue *v, TimestampTz at,
 			break;
 	}
 	a->nobs++;
-	if (a->lin)
+	if (s->lins)
 	{
-		if (at < a->lin->first_at)
-			a->lin->first_at = at;
-		if (at > a->lin->last_at)
-			a->lin->last_at = at;
+		MergeLineage *lin = attr_lin(s, a);
+
+		if (at < lin->first_at)
+			lin->first_at = at;
+		if (at > lin->last_at)
+			lin->last_at = at;
 	}
 }
 
@@ -713,7 +746,8 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	int			n;
 
 	if (s == NULL)
-		s = merge_new(cxt, lineage);
+		s = merge_new(cxt, lineage,
+					  PG_ARGISNULL(1) ? 4 : JB_ROOT_COUNT(PG_GETARG_JSONB_P(1)));
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		PG_RETURN_POINTER(s);
 	jb = PG_GETARG_JSONB_P(1);
@@ -791,8 +825,11 @@ cdp_merge_profile_lineage_trans(PG_FUNCTION_ARGS)
  */
 
 static void
-attr_merge(MergeState *s, MergeAttr *a, MergeAttr *b)
+attr_merge(MergeState *s, MergeAttr *a, MergeState *bs, MergeAttr *b)
 {
+	MergeLineage *alin = attr_lin(s, a);
+	MergeLineage *blin = attr_lin(bs, b);
+
 	if (a->strategy != b->strategy)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -807,24 +844,25 @@ attr_merge(MergeState *s, MergeAttr *a, MergeAttr *b)
 		const char *src = NULL;
 		int			srclen = 0;
 
-		if (b->lin != NULL && b->lin->srclen >= 0)
+		if (blin != NULL && blin->srclen >= 0)
 		{
-			src = b->lin->source;
-			srclen = b->lin->srclen;
+			src = blin->source;
+			srclen = blin->srclen;
 		}
 		jsonb_view(attr_value(b), &bv);
-		if (attr_beats(a, &bv, b->at, b->priority, src, srclen))
-			attr_store_winner(s, a, attr_value(b), b->at, b->priority, src, srclen);
+		if (attr_beats(a, alin, &bv, b->at, attr_priority(b), src, srclen))
+			attr_store_winner(s, a, attr_value(b), b->at, attr_priority(b),
+							  src, srclen);
 	}
 	else if (a->strategy == MS_SUM)
 		attr_add_sum(s, a, (Numeric) b->data);
 	else if (a->strategy != MS_COUNT)
 		cdp_freq_merge(a->data, b->data);
 	a->nobs += b->nobs;
-	if (a->lin && b->lin)
+	if (alin && blin)
 	{
-		a->lin->first_at = Min(a->lin->first_at, b->lin->first_at);
-		a->lin->last_at = Max(a->lin->last_at, b->lin->last_at);
+		alin->first_at = Min(alin->first_at, blin->first_at);
+		alin->last_at = Max(alin->last_at, blin->last_at);
 	}
 }
 
@@ -840,15 +878,13 @@ merge_free(MergeState *s)
 			cdp_freq_free(a->data);
 		else if (a->data)
 			pfree(a->data);
-		if (a->lin)
-		{
-			if (a->lin->source)
-				pfree(a->lin->source);
-			pfree(a->lin);
-		}
+		if (s->lins && s->lins[i].source)
+			pfree(s->lins[i].source);
 	}
 	if (s->index)
 		keyh_destroy(s->index);
+	if (s->lins)
+		pfree(s->lins);
 	pfree(s->attrs);
 	pfree(s);
 }
@@ -878,7 +914,7 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(b);
 	c = get_cache(fcinfo);
 	if (a == NULL)
-		a = merge_new(cxt, b->lineage);
+		a = merge_new(cxt, b->lineage, b->nattrs);
 	for (int i = 0; i < b->nattrs; i++)
 	{
 		MergeAttr  *y = &b->attrs[i];
@@ -887,7 +923,7 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 		if (x == NULL)
 			x = attr_add(a, key_intern(c, y->key, y->keylen), y->keylen,
 						 y->strategy, &c->jsonb_ti);
-		attr_merge(a, x, y);
+		attr_merge(a, x, b, y);
 	}
 	if (b->cxt == cxt)
 		merge_free(b);
@@ -943,8 +979,10 @@ cdp_merge_profile_serialize(PG_FUNCTION_ARGS)
 		cdp_write_bytes(&buf, &a->nobs, sizeof(int64));
 		if (IS_WINNER_STRATEGY(a->strategy) && a->has)
 		{
+			int64		priority = attr_priority(a);
+
 			cdp_write_bytes(&buf, &a->at, sizeof(int64));
-			cdp_write_bytes(&buf, &a->priority, sizeof(int64));
+			cdp_write_bytes(&buf, &priority, sizeof(int64));
 			write_jsonb(&buf, attr_value(a));
 		}
 		else if (a->strategy == MS_SUM && a->has)
@@ -958,11 +996,13 @@ cdp_merge_profile_serialize(PG_FUNCTION_ARGS)
 			cdp_freq_write(&buf, a->data);
 		if (s->lineage)
 		{
-			cdp_write_bytes(&buf, &a->lin->first_at, sizeof(int64));
-			cdp_write_bytes(&buf, &a->lin->last_at, sizeof(int64));
-			cdp_write_bytes(&buf, &a->lin->srclen, sizeof(int32));
-			if (a->lin->srclen > 0)
-				cdp_write_bytes(&buf, a->lin->source, a->lin->srclen);
+			MergeLineage *lin = attr_lin(s, a);
+
+			cdp_write_bytes(&buf, &lin->first_at, sizeof(int64));
+			cdp_write_bytes(&buf, &lin->last_at, sizeof(int64));
+			cdp_write_bytes(&buf, &lin->srclen, sizeof(int32));
+			if (lin->srclen > 0)
+				cdp_write_bytes(&buf, lin->source, lin->srclen);
 		}
 	}
 	SET_VARSIZE(buf.data, buf.len);
@@ -991,7 +1031,7 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	/* every attribute takes at least 14 bytes */
 	if (n < 0 || n > (r.len - r.pos) / 14)
 		cdp_state_corrupted("The number of attributes does not fit the state.");
-	s = merge_new(cxt, lineage);
+	s = merge_new(cxt, lineage, n);
 	for (int i = 0; i < n; i++)
 	{
 		int32		keylen = cdp_read_int32(&r);
@@ -1013,8 +1053,15 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 			int32		len;
 			const char *p;
 
+			int64		priority;
+
 			a->at = cdp_read_int64(&r);
-			a->priority = cdp_read_int64(&r);
+			priority = cdp_read_int64(&r);
+			if (priority != CDP_PRIORITY_NULL &&
+				(priority < PG_INT32_MIN || priority > PG_INT32_MAX))
+				cdp_state_corrupted("A priority is out of range.");
+			a->prio_null = priority == CDP_PRIORITY_NULL;
+			a->priority = a->prio_null ? 0 : (int32) priority;
 			p = read_varlena(&r, &len, "jsonb value");
 			a->data = MemoryContextAlloc(cxt, len);
 			memcpy(a->data, p, len);
@@ -1041,20 +1088,21 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 		}
 		if (lineage)
 		{
+			MergeLineage *lin = attr_lin(s, a);
 			int32		srclen;
 
-			a->lin->first_at = cdp_read_int64(&r);
-			a->lin->last_at = cdp_read_int64(&r);
+			lin->first_at = cdp_read_int64(&r);
+			lin->last_at = cdp_read_int64(&r);
 			srclen = cdp_read_int32(&r);
 			if (srclen < -1)
 				cdp_state_corrupted("A source label has a negative length.");
 			if (srclen >= 0)
 			{
-				a->lin->srccap = Max(srclen, 1);
-				a->lin->source = MemoryContextAlloc(cxt, a->lin->srccap);
-				memcpy(a->lin->source, cdp_read_bytes(&r, srclen), srclen);
+				lin->srccap = Max(srclen, 1);
+				lin->source = MemoryContextAlloc(cxt, lin->srccap);
+				memcpy(lin->source, cdp_read_bytes(&r, srclen), srclen);
 			}
-			a->lin->srclen = srclen;
+			lin->srclen = srclen;
 		}
 	}
 	cdp_reader_end(&r);
@@ -1207,17 +1255,18 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 			push_key(&ps, "at");
 			push_timestamptz(&ps, a->at);
 			push_key(&ps, "priority");
-			if (a->priority == CDP_PRIORITY_NULL)
+			if (a->prio_null)
 			{
 				nullv.type = jbvNull;
 				pushJsonbValue(&ps, WJB_VALUE, &nullv);
 			}
 			else
 				push_int64(&ps, WJB_VALUE, a->priority);
-			if (a->lin->srclen >= 0)
+			if (attr_lin(s, a)->srclen >= 0)
 			{
 				push_key(&ps, "source");
-				push_string(&ps, WJB_VALUE, a->lin->source, a->lin->srclen);
+				push_string(&ps, WJB_VALUE, attr_lin(s, a)->source,
+							attr_lin(s, a)->srclen);
 			}
 		}
 		else
@@ -1230,9 +1279,9 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 				push_timestamptz(&ps, best->at);
 			}
 			push_key(&ps, "first_at");
-			push_timestamptz(&ps, a->lin->first_at);
+			push_timestamptz(&ps, attr_lin(s, a)->first_at);
 			push_key(&ps, "last_at");
-			push_timestamptz(&ps, a->lin->last_at);
+			push_timestamptz(&ps, attr_lin(s, a)->last_at);
 		}
 		pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 		emitted++;
