@@ -1,4 +1,5 @@
 -- Golden records: survivorship rules over CRM, DMP and event observations
+SET client_min_messages = warning;
 CREATE TABLE IF NOT EXISTS demo_identity AS
   SELECT kind, value, person_id AS profile_id FROM sample_truth WHERE person_id IS NOT NULL;
 
