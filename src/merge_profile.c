@@ -889,12 +889,7 @@ merge_free(MergeState *s)
 	pfree(s);
 }
 
-/*
- * combine function of cdp.merge_profile and cdp.merge_profile_lineage
- *
- * Deserialized states are built in the aggregate context, so the first
- * one of a group is adopted as it is and later ones are freed once merged.
- */
+/* combine function of cdp.merge_profile and cdp.merge_profile_lineage */
 PG_FUNCTION_INFO_V1(cdp_merge_profile_combine);
 Datum
 cdp_merge_profile_combine(PG_FUNCTION_ARGS)
@@ -910,6 +905,10 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(a);
 	}
+	/*
+	 * Deserialized states are built in the aggregate context: the first one
+	 * of a group is adopted as it is, later ones are freed once merged.
+	 */
 	if (a == NULL && b->cxt == cxt)
 		PG_RETURN_POINTER(b);
 	c = get_cache(fcinfo);
@@ -1009,10 +1008,7 @@ cdp_merge_profile_serialize(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P((bytea *) buf.data);
 }
 
-/*
- * deserialize function of cdp.merge_profile and cdp.merge_profile_lineage:
- * builds the state in the aggregate context (see the combine function)
- */
+/* deserialize function of cdp.merge_profile and cdp.merge_profile_lineage */
 PG_FUNCTION_INFO_V1(cdp_merge_profile_deserialize);
 Datum
 cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
@@ -1025,6 +1021,7 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	int32		n;
 	bool		lineage;
 
+	/* built in the aggregate context, see the combine function */
 	cdp_reader_init(&r, b);
 	lineage = cdp_read_uint8(&r) != 0;
 	n = cdp_read_int32(&r);
