@@ -381,7 +381,8 @@ cdp_freq_create(MemoryContext cxt, const CdpTypeInfo *ti)
 
 	ft->ti = *ti;
 	ft->cxt = cxt;
-	ft->h = freqh_create(cxt, 8, ft);
+	/* most groups see a handful of values: start small, grow as needed */
+	ft->h = freqh_create(cxt, 2, ft);
 	return ft;
 }
 
