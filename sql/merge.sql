@@ -30,6 +30,16 @@ SELECT cdp.most_frequent(x, t) FROM (VALUES ('b', '2024-01-02'::timestamptz), ('
 -- a type without a hash opclass (bit) is keyed by its image and folded by btree equality
 SELECT cdp.most_frequent(x::bit(3)) FROM unnest(ARRAY['101', '011', '101', '011']) x;
 
+-- values equal in btree order that print differently (2, 2.0, 2.00): the
+-- smallest binary image survives, whatever the row order
+SELECT cdp.latest(x, '2024-01-01') AS l1, cdp.latest(x, '2024-01-01' ORDER BY x::text DESC) AS l2,
+       cdp.most_frequent(x) AS m1, cdp.most_frequent(x ORDER BY x::text DESC) AS m2,
+       cdp.unique_values(x, 3) AS u,
+       cdp.merge_profile(jsonb_build_object('a', x, 'b', x), '2024-01-01', 0, '{"a": "max", "b": "most_frequent"}') AS mp1,
+       cdp.merge_profile(jsonb_build_object('a', x, 'b', x), '2024-01-01', 0, '{"a": "max", "b": "most_frequent"}'
+                         ORDER BY x::text DESC) AS mp2
+FROM unnest(ARRAY[2.00, 2, 2.0]::numeric[]) x;
+
 -- unique_values: distinct, capped; btree order, or most recent first with at
 SELECT g, cdp.unique_values(v, 2) AS first2, cdp.unique_values(v, 10) AS all_v,
        cdp.unique_values(v, at, 2) AS recent2, cdp.unique_values(n, 10) AS nums

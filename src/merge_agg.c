@@ -345,6 +345,44 @@ image_equal(const CdpTypeInfo *ti, Datum a, Datum b)
 	return strcmp(DatumGetCString(a), DatumGetCString(b)) == 0;
 }
 
+/*
+ * Order of binary images: breaks ties between values that are equal in
+ * btree order but print differently (numeric 2 and 2.00), so that which
+ * one survives does not depend on row order.
+ */
+int
+cdp_image_cmp(const CdpTypeInfo *ti, Datum a, Datum b)
+{
+	const char *pa;
+	const char *pb;
+	Size		la;
+	Size		lb;
+	int			c;
+
+	if (ti->typbyval)
+		return a == b ? 0 : (a < b ? -1 : 1);
+	if (ti->typlen > 0)
+		return memcmp(DatumGetPointer(a), DatumGetPointer(b), ti->typlen);
+	if (ti->typlen == -1)
+	{
+		pa = VARDATA_ANY(DatumGetPointer(a));
+		pb = VARDATA_ANY(DatumGetPointer(b));
+		la = VARSIZE_ANY_EXHDR(DatumGetPointer(a));
+		lb = VARSIZE_ANY_EXHDR(DatumGetPointer(b));
+	}
+	else
+	{
+		pa = DatumGetCString(a);
+		pb = DatumGetCString(b);
+		la = strlen(pa);
+		lb = strlen(pb);
+	}
+	c = memcmp(pa, pb, Min(la, lb));
+	if (c != 0)
+		return c;
+	return la == lb ? 0 : (la < lb ? -1 : 1);
+}
+
 static inline uint32
 freq_hash_key(CdpFreqTable *ft, Datum key)
 {
@@ -409,6 +447,16 @@ cdp_freq_add(CdpFreqTable *ft, Datum value, int64 count, TimestampTz at)
 		e->count += count;
 		if (at > e->at)
 			e->at = at;
+		/* equal values of different images: keep the smallest image */
+		if (ft->ti.hash != NULL && cdp_image_cmp(&ft->ti, value, e->key) < 0)
+		{
+			MemoryContext old = MemoryContextSwitchTo(ft->cxt);
+			Datum		prev = e->key;
+
+			e->key = cdp_value_copy(&ft->ti, value);
+			MemoryContextSwitchTo(old);
+			value_free(&ft->ti, prev);
+		}
 	}
 }
 
@@ -510,6 +558,8 @@ cdp_freq_entries(CdpFreqTable *ft, int *n)
 			{
 				items[out].count += items[i].count;
 				items[out].at = Max(items[out].at, items[i].at);
+				if (cdp_image_cmp(&ft->ti, items[i].value, items[out].value) < 0)
+					items[out].value = items[i].value;
 			}
 			else
 				items[++out] = items[i];
@@ -655,13 +705,18 @@ pick_new(MemoryContext cxt, const CdpTypeInfo *ti, uint8 kind)
 static inline bool
 pick_beats(PickState *s, int64 priority, TimestampTz at, Datum value)
 {
+	int			c;
+
 	if (!s->has)
 		return true;
 	if (s->kind == PICK_PRIORITY && priority != s->priority)
 		return priority > s->priority;
 	if (at != s->at)
 		return s->kind == PICK_EARLIEST ? at < s->at : at > s->at;
-	return cdp_value_cmp(&s->ti, value, s->value) < 0;
+	c = cdp_value_cmp(&s->ti, value, s->value);
+	if (c != 0)
+		return c < 0;
+	return cdp_image_cmp(&s->ti, value_detoast(&s->ti, value), s->value) < 0;
 }
 
 static void

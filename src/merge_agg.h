@@ -54,6 +54,7 @@ typedef struct CdpFreqItem
 
 extern void cdp_typeinfo_init(CdpTypeInfo *ti, Oid typid, Oid collation);
 extern int	cdp_value_cmp(const CdpTypeInfo *ti, Datum a, Datum b);
+extern int	cdp_image_cmp(const CdpTypeInfo *ti, Datum a, Datum b);
 extern Datum cdp_value_copy(const CdpTypeInfo *ti, Datum value);
 
 extern void cdp_state_corrupted(const char *what) pg_attribute_noreturn();

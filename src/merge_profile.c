@@ -571,6 +571,18 @@ attr_store_winner(MergeState *s, MergeAttr *a, Jsonb *value, TimestampTz at,
 	}
 }
 
+static int
+jsonb_image_cmp(Jsonb *a, Jsonb *b)
+{
+	Size		la = VARSIZE(a);
+	Size		lb = VARSIZE(b);
+	int			c = memcmp(a, b, Min(la, lb));
+
+	if (c != 0)
+		return c;
+	return la == lb ? 0 : (la < lb ? -1 : 1);
+}
+
 /* Does an observation beat the attribute's current winner? */
 static bool
 attr_beats(MergeAttr *a, MergeLineage *lin, JsonbValue *v, TimestampTz at,
@@ -609,6 +621,10 @@ attr_beats(MergeAttr *a, MergeLineage *lin, JsonbValue *v, TimestampTz at,
 			return priority > attr_priority(a);
 	}
 	else if (c != 0)
+		return c < 0;
+	/* equal values that print differently (2 and 2.00): smallest image */
+	c = jsonb_image_cmp(JsonbValueToJsonb(v), attr_value(a));
+	if (c != 0)
 		return c < 0;
 	/* all else equal: the smallest source label, for a stable lineage */
 	if (src == NULL || lin == NULL || lin->srclen < 0)
