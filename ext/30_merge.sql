@@ -149,7 +149,7 @@ COMMENT ON FUNCTION cdp.unique_values_final(internal, anyelement, timestamptz, i
   'final function of cdp.unique_values(value, at, max_values)';
 
 CREATE AGGREGATE cdp.most_frequent(value anyelement) (
-  SFUNC = cdp.most_frequent_trans, STYPE = internal, SSPACE = 256,
+  SFUNC = cdp.most_frequent_trans, STYPE = internal, SSPACE = 640,
   FINALFUNC = cdp.most_frequent_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.freq_combine,
   SERIALFUNC = cdp.freq_serialize, DESERIALFUNC = cdp.freq_deserialize,
@@ -158,7 +158,7 @@ COMMENT ON AGGREGATE cdp.most_frequent(anyelement) IS
   'the most frequent non-null value; ties go to the smallest value';
 
 CREATE AGGREGATE cdp.most_frequent(value anyelement, at timestamptz) (
-  SFUNC = cdp.most_frequent_at_trans, STYPE = internal, SSPACE = 256,
+  SFUNC = cdp.most_frequent_at_trans, STYPE = internal, SSPACE = 640,
   FINALFUNC = cdp.most_frequent_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.freq_combine,
   SERIALFUNC = cdp.freq_serialize, DESERIALFUNC = cdp.freq_deserialize,
@@ -167,7 +167,7 @@ COMMENT ON AGGREGATE cdp.most_frequent(anyelement, timestamptz) IS
   'the most frequent non-null value; ties go to the most recently seen, then the smallest';
 
 CREATE AGGREGATE cdp.unique_values(value anyelement, max_values integer) (
-  SFUNC = cdp.unique_values_trans, STYPE = internal, SSPACE = 512,
+  SFUNC = cdp.unique_values_trans, STYPE = internal, SSPACE = 768,
   FINALFUNC = cdp.unique_values_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.freq_combine,
   SERIALFUNC = cdp.freq_serialize, DESERIALFUNC = cdp.freq_deserialize,
@@ -176,7 +176,7 @@ COMMENT ON AGGREGATE cdp.unique_values(anyelement, integer) IS
   'the distinct non-null values in btree order, at most max_values of them';
 
 CREATE AGGREGATE cdp.unique_values(value anyelement, at timestamptz, max_values integer) (
-  SFUNC = cdp.unique_values_at_trans, STYPE = internal, SSPACE = 512,
+  SFUNC = cdp.unique_values_at_trans, STYPE = internal, SSPACE = 768,
   FINALFUNC = cdp.unique_values_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.freq_combine,
   SERIALFUNC = cdp.freq_serialize, DESERIALFUNC = cdp.freq_deserialize,
