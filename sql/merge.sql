@@ -1,0 +1,201 @@
+-- Survivorship aggregates and golden records (cdp.latest ... cdp.merge_profile)
+SET timezone = 'UTC';
+CREATE TABLE merge_obs (g int, v text, n numeric, at timestamptz, p int, src text, j jsonb);
+INSERT INTO merge_obs VALUES
+  (1, 'b',  2,    '2024-01-01', 1,    'crm', '{"email": "a@x.nl", "country": "NL", "tags": ["x", "y"], "ltv": 10, "seen": "2024-01-01"}'),
+  (1, 'a',  2.00, '2024-03-01', 2,    'dmp', '{"email": "b@x.nl", "country": "DE", "tags": ["y", "z"], "ltv": 5.5, "seen": ""}'),
+  (1, 'c',  1,    '2024-03-01', 1,    'web', '{"email": "", "country": "NL", "tags": [], "ltv": "n/a", "seen": "2023-12-31"}'),
+  (1, NULL, NULL, '2024-06-01', 9,    'web', '{"email": null, "country": {}}'),
+  (1, 'z',  9,    NULL,         9,    'web', '{"email": "late@x.nl"}'),
+  (1, 'd',  7,    '2023-01-01', NULL, 'pos', '{"country": "BE", "ltv": 1}'),
+  (2, NULL, NULL, '2024-01-01', 1,    'crm', NULL),
+  (3, 'q',  5,    '2024-01-01', 1,    'crm', '{"email": "q@x.nl"}');
+
+-- latest: greatest at; 'a' and 'c' tie at 2024-03-01, the smaller wins;
+-- NULL values and NULL at are skipped; a group with none gives NULL
+SELECT g, cdp.latest(v, at), cdp.earliest(v, at), cdp.by_priority(v, p, at),
+       cdp.latest(n, at) AS latest_n, cdp.earliest(n, at) AS earliest_n
+FROM merge_obs GROUP BY g ORDER BY g;
+-- by_priority: NULL priority ranks below every priority, then latest
+SELECT cdp.by_priority(v, p, at) FROM merge_obs WHERE v IN ('d', 'b');
+SELECT cdp.by_priority(v, p, at) FROM merge_obs WHERE v IN ('d');
+-- row order does not matter
+SELECT cdp.latest(v, at ORDER BY v DESC) = cdp.latest(v, at ORDER BY v) AS same FROM merge_obs;
+
+-- most_frequent: ties go to the smallest value; numeric 2 and 2.00 are equal
+SELECT g, cdp.most_frequent(v) AS v, cdp.most_frequent(n) AS n, cdp.most_frequent(v, at) AS v_recent
+FROM merge_obs GROUP BY g ORDER BY g;
+SELECT cdp.most_frequent(x) FROM unnest(ARRAY['b', 'a', 'b', 'a', 'c']) x;
+SELECT cdp.most_frequent(x, t) FROM (VALUES ('b', '2024-01-02'::timestamptz), ('a', '2024-01-01'), ('b', '2024-01-01'), ('a', '2024-01-03')) s(x, t);
+-- a type without a hash opclass (bit) is keyed by its image and folded by btree equality
+SELECT cdp.most_frequent(x::bit(3)) FROM unnest(ARRAY['101', '011', '101', '011']) x;
+
+-- values equal in btree order that print differently (2, 2.0, 2.00): the
+-- smallest binary image survives, whatever the row order
+SELECT cdp.latest(x, '2024-01-01') AS l1, cdp.latest(x, '2024-01-01' ORDER BY x::text DESC) AS l2,
+       cdp.most_frequent(x) AS m1, cdp.most_frequent(x ORDER BY x::text DESC) AS m2,
+       cdp.unique_values(x, 3) AS u,
+       cdp.merge_profile(jsonb_build_object('a', x, 'b', x), '2024-01-01', 0, '{"a": "max", "b": "most_frequent"}') AS mp1,
+       cdp.merge_profile(jsonb_build_object('a', x, 'b', x), '2024-01-01', 0, '{"a": "max", "b": "most_frequent"}'
+                         ORDER BY x::text DESC) AS mp2
+FROM unnest(ARRAY[2.00, 2, 2.0]::numeric[]) x;
+
+-- unique_values: distinct, capped; btree order, or most recent first with at
+SELECT g, cdp.unique_values(v, 2) AS first2, cdp.unique_values(v, 10) AS all_v,
+       cdp.unique_values(v, at, 2) AS recent2, cdp.unique_values(n, 10) AS nums
+FROM merge_obs GROUP BY g ORDER BY g;
+
+-- type coverage: text, numeric, timestamptz, jsonb, arrays
+SELECT cdp.latest(at, at) AS ts, cdp.most_frequent(at) AS ts_mode,
+       cdp.latest(j, at) AS jsonb_latest, cdp.most_frequent(j -> 'country') AS jsonb_mode,
+       cdp.latest(ARRAY[n, n + 1], at) AS arr_latest, cdp.most_frequent(ARRAY[v]) AS arr_mode,
+       cdp.unique_values(j -> 'tags', 5) AS jsonb_unique
+FROM merge_obs;
+SELECT cdp.latest(x, t), cdp.earliest(x, t), cdp.most_frequent(x) FROM (VALUES
+  ('{1,2}'::int[], '2024-01-01'::timestamptz), ('{1}', '2024-01-02'), ('{1}', '2024-01-01'), ('{0,9}', '2024-01-02')) s(x, t);
+SELECT cdp.latest(x, t) FROM (VALUES (true, '2024-01-01'::timestamptz), (false, '2024-01-01')) s(x, t);
+SELECT cdp.latest(x, t) FROM (VALUES ('1 day'::interval, '2024-01-01'::timestamptz), ('24 hours', '2024-01-02')) s(x, t);
+SELECT cdp.latest(x COLLATE "C", t) AS c_order, cdp.unique_values(x COLLATE "C", 3) AS c_unique
+FROM (VALUES ('B', '2024-01-01'::timestamptz), ('a', '2024-01-01')) s(x, t);
+
+-- merge_profile: default strategy latest, empty values ignored
+SELECT g, cdp.merge_profile(j, at) FROM merge_obs GROUP BY g ORDER BY g;
+-- every strategy
+SELECT jsonb_pretty(cdp.merge_profile(j, at, p, '{"email": "priority", "country": "most_frequent",
+  "tags": "union", "ltv": "sum", "seen": "earliest", "n": "count"}'))
+FROM merge_obs WHERE g = 1;
+SELECT cdp.merge_profile(j, at, p, '{"email": "max", "country": "min", "ltv": "max", "tags": "count"}')
+FROM merge_obs WHERE g = 1;
+SELECT cdp.merge_profile(j, at, p, '{"email": "earliest", "country": "latest", "ltv": "min", "tags": "most_frequent"}')
+FROM merge_obs WHERE g = 1;
+-- ignore_empty false: "", [], {} and null take part
+SELECT cdp.merge_profile(j, at, p, '{"ignore_empty": false, "tags": "union", "ltv": "sum", "country": "count"}')
+FROM merge_obs WHERE g = 1;
+-- union flattens one level, keeps nested arrays, ignores empty elements
+SELECT cdp.merge_profile(x, t, 0, '{"tags": "union"}') FROM (VALUES
+  ('{"tags": ["b", "a", "", null, ["n"], {"k": 1}]}'::jsonb, '2024-01-01'::timestamptz),
+  ('{"tags": "c"}', '2024-01-02'), ('{"tags": [1, "a"]}', '2024-01-03')) s(x, t);
+-- max/min compare in jsonb order: null < string < number < boolean < array < object
+SELECT cdp.merge_profile(x, t, 0, '{"a": "max", "b": "min"}') FROM (VALUES
+  ('{"a": "zzz", "b": 10}'::jsonb, '2024-01-01'::timestamptz), ('{"a": 2, "b": 9.5}', '2024-01-02'),
+  ('{"a": 10, "b": "x"}', '2024-01-03'), ('{"a": true, "b": [1]}', '2024-01-04')) s(x, t);
+-- sum keeps exact numerics and skips non-numbers; a key with no number is left out
+SELECT cdp.merge_profile(x, t, 0, '{"a": "sum", "b": "sum"}') FROM (VALUES
+  ('{"a": 0.1, "b": "x"}'::jsonb, '2024-01-01'::timestamptz), ('{"a": 0.2}', '2024-01-02'),
+  ('{"a": 1e20}', '2024-01-03')) s(x, t);
+-- latest ties on at go to the smallest value in jsonb order
+SELECT cdp.merge_profile(x, '2024-01-01', 0) FROM (VALUES ('{"a": "b"}'::jsonb), ('{"a": "a"}'), ('{"a": 1}')) s(x);
+-- a group without usable observations gives NULL
+SELECT cdp.merge_profile(j, at) FROM merge_obs WHERE g = 2;
+SELECT cdp.merge_profile(x, now()) FROM (VALUES ('{"a": ""}'::jsonb), ('{}')) s(x);
+
+-- lineage: why does this profile say NL?
+SELECT key, value FROM jsonb_each((SELECT cdp.merge_profile_lineage(j, at, p,
+  '{"country": "most_frequent", "email": "priority", "ltv": "sum"}', src) FROM merge_obs WHERE g = 1)) ORDER BY key;
+SELECT cdp.merge_profile_lineage(j, at) -> 'email' FROM merge_obs WHERE g = 1;
+SELECT cdp.merge_profile_lineage(j, at, p) -> 'email' FROM merge_obs WHERE g = 1;
+SELECT cdp.merge_profile_lineage(j, at, NULL, NULL, 'crm') -> 'email' FROM merge_obs WHERE g = 1;
+-- equal value, at and priority: the smallest source label is shown
+SELECT cdp.merge_profile_lineage(x, '2024-01-01', 1, NULL, s) -> 'a' FROM (VALUES ('{"a": 1}'::jsonb, 'web'), ('{"a": 1}', 'crm')) v(x, s);
+
+-- bad input
+SELECT cdp.merge_profile(j, at, p, '{"email": "newest"}') FROM merge_obs;
+SELECT cdp.merge_profile(j, at, p, '{"email": 1}') FROM merge_obs;
+SELECT cdp.merge_profile(j, at, p, '{"ignore_empty": "yes"}') FROM merge_obs;
+SELECT cdp.merge_profile(j, at, p, '["latest"]') FROM merge_obs;
+SELECT cdp.merge_profile('[1, 2]', now());
+SELECT cdp.merge_profile('"x"', now());
+SELECT cdp.latest(point(1, 2), now());
+SELECT cdp.most_frequent(x) FROM (VALUES ('{"a": 1}'::json)) s(x);
+SELECT cdp.unique_values(v, 0) FROM merge_obs;
+SELECT cdp.unique_values(v, NULL) FROM merge_obs;
+SELECT cdp.unique_values(v, CASE WHEN v = 'a' THEN 3 ELSE 2 END) FROM merge_obs;
+SELECT cdp.unique_values(ARRAY[v], 2) FROM merge_obs;
+
+-- large groups stay linear: 100k observations, 100k distinct values
+SELECT cdp.most_frequent(i % 50000) AS mf, cdp.unique_values(i, 3) AS uv,
+       cdp.unique_values(i, '2024-01-01'::timestamptz + i * interval '1 s', 3) AS uv_recent,
+       cdp.latest(i, '2024-01-01'::timestamptz + (i % 1000) * interval '1 s') AS latest,
+       jsonb_array_length(cdp.merge_profile(jsonb_build_object('t', i, 'k' || (i % 100), i), now(), 0, '{"t": "union"}') -> 't') AS union_len
+FROM generate_series(1, 100000) i;
+
+-- golden records of the sample CRM data agree with plain SQL (DISTINCT ON, mode())
+CREATE TABLE merge_crm AS
+SELECT coalesce(user_id, 'crm_' || contact_id) AS pid, updated_at AS at,
+       CASE source_system WHEN 'shop' THEN 3 WHEN 'store_pos' THEN 2 ELSE 1 END AS prio,
+       jsonb_strip_nulls(jsonb_build_object('email', cdp.normalize_email(email, true),
+         'first_name', first_name, 'last_name', last_name, 'country', country)) AS attrs
+FROM crm_contacts;
+WITH golden AS (
+  SELECT pid, cdp.merge_profile(attrs, at, prio, '{"country": "most_frequent", "email": "priority"}') AS g
+  FROM merge_crm GROUP BY pid
+), kv AS (
+  SELECT pid, key, value, at, prio FROM merge_crm, jsonb_each(attrs)
+), oracle AS (
+  SELECT pid, jsonb_object_agg(key, value) AS g FROM (
+    (SELECT DISTINCT ON (pid, key) pid, key, value FROM kv WHERE key IN ('first_name', 'last_name')
+      ORDER BY pid, key, at DESC, value)
+    UNION ALL
+    (SELECT DISTINCT ON (pid, key) pid, key, value FROM kv WHERE key = 'email'
+      ORDER BY pid, key, prio DESC, at DESC, value)
+    UNION ALL
+    SELECT pid, key, mode() WITHIN GROUP (ORDER BY value) FROM kv WHERE key = 'country' GROUP BY pid, key
+  ) s GROUP BY pid
+)
+SELECT count(*) AS profiles, count(*) FILTER (WHERE golden.g IS DISTINCT FROM oracle.g) AS mismatches,
+       count(*) FILTER (WHERE golden.g ? 'email') > 0 AS some_emails
+FROM golden FULL JOIN oracle USING (pid);
+
+-- parallel plans give the same answers as serial ones
+CREATE TABLE merge_par AS
+SELECT i % 97 AS g, (ARRAY['nl', 'de', 'fr', 'be', NULL])[1 + abs(hashint4(i * 13)) % 5] AS v,
+       '2024-01-01'::timestamptz + (abs(hashint4(i * 3)) % 200) * interval '1 h' AS at,
+       abs(hashint4(i * 7)) % 3 AS p,
+       jsonb_build_object('c', (ARRAY['nl', 'de', 'fr', 'be', ''])[1 + abs(hashint4(i * 5)) % 5],
+                          'n', abs(hashint4(i * 11)) % 10, 't', jsonb_build_array(i % 7, (i % 4)::text)) AS j
+FROM generate_series(1, 30000) i;
+ANALYZE merge_par;
+CREATE TABLE merge_serial AS
+SELECT g, cdp.latest(v, at) AS l, cdp.earliest(v, at) AS e, cdp.by_priority(v, p, at) AS bp,
+       cdp.most_frequent(v) AS mf, cdp.most_frequent(v, at) AS mfa, cdp.unique_values(v, 3) AS uv,
+       cdp.unique_values(v, at, 2) AS uva,
+       cdp.merge_profile(j, at, p, '{"c": "most_frequent", "n": "sum", "t": "union"}') AS mp,
+       cdp.merge_profile_lineage(j, at, p, '{"n": "max", "c": "priority"}', 's' || p) AS ml
+FROM merge_par GROUP BY g;
+CREATE TABLE merge_serial_all AS
+SELECT cdp.unique_values(v, at, 3) AS uva, cdp.most_frequent(v, at) AS mfa, cdp.merge_profile(j, at) AS mp,
+       cdp.merge_profile_lineage(j, at, p, '{"c": "min", "t": "union", "n": "count"}') AS ml
+FROM merge_par;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+SET force_parallel_mode = on;
+SET enable_hashagg = off;
+EXPLAIN (COSTS OFF)
+SELECT g, cdp.latest(v, at), cdp.most_frequent(v), cdp.merge_profile(j, at) FROM merge_par GROUP BY g;
+EXPLAIN (COSTS OFF)
+SELECT cdp.unique_values(v, 3), cdp.merge_profile_lineage(j, at) FROM merge_par;
+CREATE TABLE merge_parallel AS
+SELECT g, cdp.latest(v, at) AS l, cdp.earliest(v, at) AS e, cdp.by_priority(v, p, at) AS bp,
+       cdp.most_frequent(v) AS mf, cdp.most_frequent(v, at) AS mfa, cdp.unique_values(v, 3) AS uv,
+       cdp.unique_values(v, at, 2) AS uva,
+       cdp.merge_profile(j, at, p, '{"c": "most_frequent", "n": "sum", "t": "union"}') AS mp,
+       cdp.merge_profile_lineage(j, at, p, '{"n": "max", "c": "priority"}', 's' || p) AS ml
+FROM merge_par GROUP BY g;
+SELECT count(*) AS groups,
+       (SELECT count(*) FROM (TABLE merge_serial EXCEPT TABLE merge_parallel) d) AS differ,
+       count(DISTINCT l) > 1 AS varied, bool_and(mp ? 't') AS has_union
+FROM merge_parallel;
+SELECT s.* = p.* AS same, p.uva, p.mfa, p.mp
+FROM merge_serial_all s, (SELECT cdp.unique_values(v, at, 3) AS uva, cdp.most_frequent(v, at) AS mfa, cdp.merge_profile(j, at) AS mp,
+       cdp.merge_profile_lineage(j, at, p, '{"c": "min", "t": "union", "n": "count"}') AS ml
+  FROM merge_par) p;
+RESET enable_hashagg;
+RESET force_parallel_mode;
+RESET max_parallel_workers_per_gather;
+RESET min_parallel_table_scan_size;
+RESET parallel_tuple_cost;
+RESET parallel_setup_cost;
+
+DROP TABLE merge_obs, merge_crm, merge_par, merge_serial, merge_serial_all, merge_parallel;

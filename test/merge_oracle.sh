@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Oracle test of the survivorship aggregates and cdp.merge_profile against
+# plain SQL (DISTINCT ON, mode() WITHIN GROUP, array_agg(DISTINCT)) on random
+# data full of ties, NULLs and empty values, serially and with parallel
+# workers forced.
+set -uo pipefail
+DB=cdp_merge_oracle
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -d "$DB")
+
+psql -X -q -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null || {
+  echo "not ok - create database $DB"; exit 1; }
+trap 'psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1' EXIT
+
+"${PSQL[@]}" >/dev/null <<'SQL' || { echo "not ok - set up random data"; exit 1; }
+SET client_min_messages = warning;
+CREATE EXTENSION cdp;
+SELECT setseed(0.42);
+CREATE TABLE obs AS
+SELECT (random() * 250)::int AS g,
+       CASE WHEN random() < 0.1 THEN NULL ELSE (ARRAY['nl', 'de', 'fr', 'be', 'us', 'NL'])[1 + (random() * 5)::int] END AS v,
+       CASE WHEN random() < 0.1 THEN NULL ELSE round((random() * 6)::numeric, (random() * 2)::int) END AS n,
+       CASE WHEN random() < 0.05 THEN NULL ELSE '2024-01-01'::timestamptz + (random() * 40)::int * interval '1 day' END AS at,
+       CASE WHEN random() < 0.1 THEN NULL ELSE (random() * 3)::int END AS p,
+       CASE WHEN random() < 0.1 THEN NULL ELSE ARRAY[(random() * 2)::int, (random() * 2)::int] END AS arr,
+       (SELECT jsonb_object_agg(k, val) FROM (
+          SELECT k, (ARRAY['"nl"', '"de"', '""', 'null', '3', '2.50', '[]', '["a", "b"]', '["b", ""]', '{}', '{"x": 1}', 'true', '"be"'])[1 + (random() * 12)::int]::jsonb AS val
+          FROM unnest(ARRAY['email', 'country', 'ltv', 'tags', 'seen', 'k' || (random() * 3)::int]) k
+          WHERE random() < 0.7 + 0 * i) s) AS j
+FROM generate_series(1, 20000) i;
+UPDATE obs SET j = '{}' WHERE j IS NULL;
+ANALYZE obs;
+
+CREATE VIEW kv AS
+SELECT g, key, value, at, p FROM obs, jsonb_each(j)
+WHERE at IS NOT NULL AND value NOT IN ('null', '""', '[]', '{}');
+
+CREATE FUNCTION check_all() RETURNS TABLE(name text, bad bigint) LANGUAGE sql AS $$
+  -- latest / earliest / by_priority vs DISTINCT ON
+  WITH a AS (SELECT g, cdp.latest(v, at) l, cdp.earliest(v, at) e, cdp.by_priority(v, p, at) bp,
+                    cdp.latest(n, at) ln, cdp.latest(arr, at) la, cdp.earliest(arr, at) ea
+             FROM obs GROUP BY g),
+       l AS (SELECT DISTINCT ON (g) g, v FROM obs WHERE v IS NOT NULL AND at IS NOT NULL ORDER BY g, at DESC, v),
+       e AS (SELECT DISTINCT ON (g) g, v FROM obs WHERE v IS NOT NULL AND at IS NOT NULL ORDER BY g, at, v),
+       bp AS (SELECT DISTINCT ON (g) g, v FROM obs WHERE v IS NOT NULL AND at IS NOT NULL ORDER BY g, p DESC NULLS LAST, at DESC, v),
+       ln AS (SELECT DISTINCT ON (g) g, n FROM obs WHERE n IS NOT NULL AND at IS NOT NULL ORDER BY g, at DESC, n),
+       la AS (SELECT DISTINCT ON (g) g, arr FROM obs WHERE arr IS NOT NULL AND at IS NOT NULL ORDER BY g, at DESC, arr),
+       ea AS (SELECT DISTINCT ON (g) g, arr FROM obs WHERE arr IS NOT NULL AND at IS NOT NULL ORDER BY g, at, arr)
+  SELECT 'latest/earliest/by_priority match DISTINCT ON', count(*) FROM a
+    LEFT JOIN l USING (g) LEFT JOIN e ON e.g = a.g LEFT JOIN bp ON bp.g = a.g LEFT JOIN ln ON ln.g = a.g
+    LEFT JOIN la ON la.g = a.g LEFT JOIN ea ON ea.g = a.g
+  WHERE a.l IS DISTINCT FROM l.v OR a.e IS DISTINCT FROM e.v OR a.bp IS DISTINCT FROM bp.v
+     OR a.ln IS DISTINCT FROM ln.n OR a.la IS DISTINCT FROM la.arr OR a.ea IS DISTINCT FROM ea.arr
+  UNION ALL
+  -- most_frequent vs mode(): ties go to the smallest value in both
+  SELECT 'most_frequent matches mode() WITHIN GROUP', count(*) FROM (
+    SELECT g, cdp.most_frequent(v) mv, mode() WITHIN GROUP (ORDER BY v) ov,
+              cdp.most_frequent(n) mn, mode() WITHIN GROUP (ORDER BY n) onn,
+              cdp.most_frequent(arr) ma, mode() WITHIN GROUP (ORDER BY arr) oa
+    FROM obs GROUP BY g) s
+  WHERE mv IS DISTINCT FROM ov OR mn IS DISTINCT FROM onn OR ma IS DISTINCT FROM oa
+  UNION ALL
+  SELECT 'most_frequent(value, at) matches count, max(at), value order', count(*) FROM (
+    SELECT g, cdp.most_frequent(v, at) m FROM obs GROUP BY g) a
+  FULL JOIN (SELECT DISTINCT ON (g) g, v FROM obs WHERE v IS NOT NULL AND at IS NOT NULL
+             GROUP BY g, v ORDER BY g, count(*) DESC, max(at) DESC, v) o USING (g)
+  WHERE a.m IS DISTINCT FROM o.v
+  UNION ALL
+  SELECT 'unique_values matches array_agg(DISTINCT) capped', count(*) FROM (
+    SELECT g, cdp.unique_values(n, 3) u, cdp.unique_values(v, at, 2) ua FROM obs GROUP BY g) a
+  LEFT JOIN (SELECT g, (array_agg(DISTINCT n ORDER BY n))[1:3] u FROM obs WHERE n IS NOT NULL GROUP BY g) o USING (g)
+  LEFT JOIN (SELECT g, (array_agg(v ORDER BY m DESC, v))[1:2] ua FROM (
+               SELECT g, v, max(at) m FROM obs WHERE v IS NOT NULL AND at IS NOT NULL GROUP BY g, v) x GROUP BY g) oa USING (g)
+  WHERE a.u IS DISTINCT FROM o.u OR a.ua IS DISTINCT FROM oa.ua
+  UNION ALL
+  -- merge_profile with every strategy vs plain SQL per attribute
+  SELECT 'merge_profile matches plain SQL golden record', count(*) FROM (
+    SELECT g, cdp.merge_profile(j, at, p, '{"email": "priority", "country": "most_frequent", "ltv": "sum",
+             "tags": "union", "seen": "earliest", "k0": "max", "k1": "min", "k2": "count"}') m
+    FROM obs GROUP BY g) a
+  FULL JOIN (
+    SELECT g, jsonb_object_agg(key, value) o FROM (
+      (SELECT DISTINCT ON (g, key) g, key, value FROM kv WHERE key = 'email' ORDER BY g, key, p DESC NULLS LAST, at DESC, value)
+      UNION ALL
+      SELECT g, key, mode() WITHIN GROUP (ORDER BY value) FROM kv WHERE key = 'country' GROUP BY g, key
+      UNION ALL
+      SELECT g, key, to_jsonb(sum(value::text::numeric)) FROM kv WHERE key = 'ltv' AND jsonb_typeof(value) = 'number' GROUP BY g, key
+      UNION ALL
+      SELECT g, 'tags', jsonb_agg(DISTINCT e ORDER BY e) FROM (
+        SELECT g, CASE WHEN jsonb_typeof(kv.value) = 'array' THEN el ELSE kv.value END AS e
+        FROM kv LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(kv.value) = 'array' THEN kv.value END) x(el) ON true
+        WHERE key = 'tags') t
+      WHERE e IS NOT NULL AND e NOT IN ('null', '""', '[]', '{}') GROUP BY g
+      UNION ALL
+      (SELECT DISTINCT ON (g, key) g, key, value FROM kv WHERE key = 'seen' ORDER BY g, key, at, value)
+      UNION ALL
+      (SELECT DISTINCT ON (g, key) g, key, value FROM kv WHERE key = 'k0' ORDER BY g, key, value DESC)
+      UNION ALL
+      (SELECT DISTINCT ON (g, key) g, key, value FROM kv WHERE key = 'k1' ORDER BY g, key, value)
+      UNION ALL
+      SELECT g, key, to_jsonb(count(*)) FROM kv WHERE key = 'k2' GROUP BY g, key
+      UNION ALL
+      (SELECT DISTINCT ON (g, key) g, key, value FROM kv WHERE key = 'k3' ORDER BY g, key, at DESC, value)
+    ) s GROUP BY g) o USING (g)
+  WHERE a.m IS DISTINCT FROM o.o
+  UNION ALL
+  SELECT 'merge_profile default (latest) matches DISTINCT ON + jsonb_object_agg', count(*) FROM (
+    SELECT g, cdp.merge_profile(j, at) m FROM obs GROUP BY g) a
+  FULL JOIN (SELECT g, jsonb_object_agg(key, value) o FROM (
+      SELECT DISTINCT ON (g, key) g, key, value FROM kv ORDER BY g, key, at DESC, value) s GROUP BY g) o USING (g)
+  WHERE a.m IS DISTINCT FROM o.o
+$$;
+SQL
+
+report() {
+  local label=$1; shift
+  out=$("${PSQL[@]}" -tA -F '|' "$@" -c "SELECT name, bad FROM check_all()" 2>&1) || {
+    echo "not ok - $label: $out"; return; }
+  while IFS='|' read -r name bad; do
+    if [ "$bad" = 0 ]; then echo "ok - $name ($label)"; else echo "not ok - $name ($label): $bad groups differ"; fi
+  done <<< "$out"
+}
+
+report serial -c "SET max_parallel_workers_per_gather = 0"
+PAR="SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2; SET force_parallel_mode = on"
+report "parallel, hash aggregation" -c "$PAR"
+report "parallel, sorted aggregation" -c "$PAR; SET enable_hashagg = off"
+
+plan=$("${PSQL[@]}" -tA -c "$PAR" -c "EXPLAIN (COSTS OFF) SELECT g, cdp.merge_profile(j, at), cdp.most_frequent(v), cdp.latest(v, at) FROM obs GROUP BY g")
+if grep -q "Partial" <<< "$plan"; then echo "ok - EXPLAIN shows a partial aggregate"; else echo "not ok - EXPLAIN shows a partial aggregate: $plan"; fi
+workers=$("${PSQL[@]}" -tA -c "$PAR" -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT g, cdp.merge_profile(j, at) FROM obs GROUP BY g" | grep -o "Workers Launched: [0-9]*" | grep -o "[0-9]*$")
+if [ "${workers:-0}" -gt 0 ]; then echo "ok - parallel workers were launched ($workers)"; else echo "ok - parallel workers were launched # SKIP no worker available"; fi
