@@ -1,0 +1,1192 @@
+/*-------------------------------------------------------------------------
+ *
+ * activity.c
+ *	  The cdp.activity type: text and binary I/O, validation, and the
+ *	  accessors segment predicates are written with.
+ *
+ * The format is described in activity.h.  Input and receive build a value
+ * and then validate every offset, length and invariant of the packed bytes,
+ * so a stored value is well formed.  Accessors trust the invariants (like
+ * other types trust their stored bytes) but still bound every read by the
+ * header's section sizes, so altered bytes on disk can give odd figures but
+ * never a read outside the value.
+ *
+ * Windows are half-open [since, until) at UTC-day granularity: a day bucket
+ * counts when any part of its UTC day lies inside the window.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "common/hashfn.h"
+#include "common/shortest_dec.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "libpq/pqformat.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+
+#include "activity.h"
+
+#define ACT_TS_MAXLEN 40
+
+/* ---------------------------------------------------------------- days */
+
+int32
+activity_min_day(void)
+{
+	return date2j(1, 1, 1) - POSTGRES_EPOCH_JDATE;
+}
+
+int32
+activity_max_day(void)
+{
+	return date2j(9999, 12, 31) - POSTGRES_EPOCH_JDATE;
+}
+
+/* UTC day number (days since 2000-01-01) of a finite timestamp. */
+int32
+activity_day_of(TimestampTz ts)
+{
+	int64		d = ts / USECS_PER_DAY;
+
+	if (ts < 0 && d * USECS_PER_DAY != ts)
+		d--;
+	return (int32) d;
+}
+
+/* Events outside years 1-9999 (and infinities) have no day bucket. */
+void
+activity_check_timestamp(TimestampTz ts)
+{
+	int32		d;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("infinite timestamp is not allowed in cdp.activity"),
+				 errhint("Filter out events without a real time stamp.")));
+	d = activity_day_of(ts);
+	if (d < activity_min_day() || d > activity_max_day())
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp \"%s\" is out of range for cdp.activity",
+						timestamptz_to_str(ts)),
+				 errdetail("Events must lie between 0001-01-01 and 9999-12-31 UTC.")));
+}
+
+/* First day of the window [since, ...): the UTC day containing since. */
+static int32
+window_lo(TimestampTz since)
+{
+	if (TIMESTAMP_IS_NOBEGIN(since))
+		return PG_INT32_MIN;
+	if (TIMESTAMP_IS_NOEND(since))
+		return PG_INT32_MAX;
+	return activity_day_of(since);
+}
+
+/* End day (exclusive) of [..., until): days that start before until. */
+static int32
+window_hi(TimestampTz until)
+{
+	if (TIMESTAMP_IS_NOBEGIN(until))
+		return PG_INT32_MIN;
+	if (TIMESTAMP_IS_NOEND(until))
+		return PG_INT32_MAX;
+	return activity_day_of(until - 1) + 1;
+}
+
+static void
+append_day(StringInfo buf, int32 day)
+{
+	int			y,
+				m,
+				d;
+
+	j2date(day + POSTGRES_EPOCH_JDATE, &y, &m, &d);
+	appendStringInfo(buf, "\"%04d-%02d-%02d\"", y, m, d);
+}
+
+/* Always UTC and ISO 8601, whatever DateStyle and TimeZone say. */
+static void
+append_timestamp(StringInfo buf, TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range in cdp.activity");
+	appendStringInfo(buf, "\"%04d-%02d-%02dT%02d:%02d:%02d",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday,
+					 tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if (fsec != 0)
+	{
+		char		frac[8];
+		int			n = 6;
+
+		snprintf(frac, sizeof(frac), "%06d", (int) fsec);
+		while (frac[n - 1] == '0')
+			n--;
+		appendStringInfo(buf, ".%.*s", n, frac);
+	}
+	appendStringInfoString(buf, "Z\"");
+}
+
+static void
+append_float(StringInfo buf, float8 v)
+{
+	char		tmp[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+	/* shortest exact form: the text round-trips to the same float8 */
+	double_to_shortest_decimal_buf(v + 0.0, tmp);
+	appendStringInfoString(buf, tmp);
+}
+
+/* Parse n decimal digits at s, or -1. */
+static int
+parse_digits(const char *s, int n)
+{
+	int			v = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* "YYYY-MM-DD" at s: fills y, m, d; false if not a valid date. */
+static bool
+parse_date(const char *s, int len, int *y, int *m, int *d)
+{
+	if (len < 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	*y = parse_digits(s, 4);
+	*m = parse_digits(s + 5, 2);
+	*d = parse_digits(s + 8, 2);
+	if (*y < 1 || *m < 1 || *m > 12 || *d < 1 ||
+		*d > day_tab[isleap(*y)][*m - 1])
+		return false;
+	return true;
+}
+
+static void
+bad_text(const char *input, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("invalid input syntax for type cdp.activity: \"%s\"", input),
+			 errdetail("%s", detail),
+			 errhint("Use the form the type prints: {\"event\": {\"count\": 1, \"sum\": 0, \"first\": \"2025-01-01T10:00:00Z\", \"last\": \"2025-01-01T10:00:00Z\", \"days\": {\"2025-01-01\": [1, 0]}}}.")));
+}
+
+static int32
+parse_day_string(const char *input, const char *s, int len)
+{
+	int			y,
+				m,
+				d;
+
+	/* the trim day of a summary trimmed at 'infinity' */
+	if (len == 11 && memcmp(s, "10000-01-01", 11) == 0)
+		return activity_max_day() + 1;
+	if (len != 10 || !parse_date(s, len, &y, &m, &d))
+		bad_text(input, psprintf("\"%.*s\" is not a day of the form YYYY-MM-DD.", len, s));
+	return date2j(y, m, d) - POSTGRES_EPOCH_JDATE;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS[.ffffff]Z", exactly as append_timestamp writes it */
+static TimestampTz
+parse_timestamp_string(const char *input, const char *s, int len)
+{
+	struct pg_tm tm;
+	fsec_t		fsec = 0;
+	TimestampTz ts;
+	int			i;
+	int			scale = 100000;
+
+	memset(&tm, 0, sizeof(tm));
+	if (len < 20 || !parse_date(s, len, &tm.tm_year, &tm.tm_mon, &tm.tm_mday) ||
+		s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+		(tm.tm_hour = parse_digits(s + 11, 2)) < 0 || tm.tm_hour > 23 ||
+		(tm.tm_min = parse_digits(s + 14, 2)) < 0 || tm.tm_min > 59 ||
+		(tm.tm_sec = parse_digits(s + 17, 2)) < 0 || tm.tm_sec > 59)
+		goto bad;
+	i = 19;
+	if (s[i] == '.')
+	{
+		i++;
+		if (i >= len - 1)
+			goto bad;
+		for (; i < len - 1 && scale > 0; i++, scale /= 10)
+		{
+			if (s[i] < '0' || s[i] > '9')
+				goto bad;
+			fsec += (s[i] - '0') * scale;
+		}
+	}
+	if (i != len - 1 || s[i] != 'Z')
+		goto bad;
+	if (tm2timestamp(&tm, fsec, NULL, &ts) != 0)
+		goto bad;
+	return ts;
+
+bad:
+	bad_text(input, psprintf("\"%.*s\" is not a UTC time stamp of the form YYYY-MM-DDTHH:MM:SS[.ffffff]Z.", len, s));
+	return 0;					/* keep compiler quiet */
+}
+
+/* ---------------------------------------------------------------- packing */
+
+static int
+build_event_cmp(const void *a, const void *b)
+{
+	const ActivityBuildEvent *x = a;
+	const ActivityBuildEvent *y = b;
+	int			r = memcmp(x->name, y->name, Min(x->name_len, y->name_len));
+
+	if (r != 0)
+		return r;
+	return (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+static bool
+has_nonzero(const float8 *v, int n)
+{
+	if (v == NULL)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (v[i] != 0.0)
+			return true;
+	return false;
+}
+
+/*
+ * Pack events into a new value, sorting them by name first.  Trusts the
+ * per-event data; callers validate the result when it came from outside.
+ */
+ActivityHeader *
+activity_pack(ActivityBuildEvent *ev, int nevents)
+{
+	uint64		ndays = 0,
+				nsums = 0,
+				name_bytes = 0,
+				size;
+	ActivityHeader *a;
+	ActivityEvent *out;
+	float8	   *sums;
+	int32	   *days,
+			   *counts;
+	char	   *names;
+	uint32		di = 0,
+				si = 0,
+				ni = 0;
+
+	if (nevents > 1)
+		qsort(ev, nevents, sizeof(ActivityBuildEvent), build_event_cmp);
+	for (int i = 0; i < nevents; i++)
+	{
+		ndays += ev[i].ndays;
+		if (has_nonzero(ev[i].sums, ev[i].ndays))
+			nsums += ev[i].ndays;
+		name_bytes += ev[i].name_len;
+	}
+	size = sizeof(ActivityHeader) + (uint64) nevents * sizeof(ActivityEvent) +
+		nsums * sizeof(float8) + ndays * 2 * sizeof(int32) + name_bytes;
+	if (size > MaxAllocSize || ndays > PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cdp.activity value would be too large (%llu bytes)",
+						(unsigned long long) size),
+				 errhint("Fold old day buckets with cdp.activity_trim.")));
+
+	a = palloc0(size);
+	SET_VARSIZE(a, size);
+	a->version = ACTIVITY_VERSION;
+	a->nevents = nevents;
+	a->ndays = (int32) ndays;
+	a->nsums = (int32) nsums;
+	a->name_bytes = (int32) name_bytes;
+	out = ACT_EVENTS(a);
+	sums = ACT_SUMS(a);
+	days = ACT_DAYS(a);
+	counts = ACT_COUNTS(a);
+	names = ACT_NAMES(a);
+
+	for (int i = 0; i < nevents; i++)
+	{
+		const ActivityBuildEvent *e = &ev[i];
+		ActivityEvent *o = &out[i];
+
+		o->count = e->count;
+		o->sum = e->sum + 0.0;	/* no negative zero */
+		o->first_at = e->first_at;
+		o->last_at = e->last_at;
+		o->trim_day = e->trim_day;
+		o->name_off = ni;
+		o->name_len = e->name_len;
+		memcpy(names + ni, e->name, e->name_len);
+		ni += e->name_len;
+		o->day_start = di;
+		o->ndays = e->ndays;
+		if (e->ndays > 0)
+		{
+			memcpy(days + di, e->days, e->ndays * sizeof(int32));
+			memcpy(counts + di, e->counts, e->ndays * sizeof(int32));
+		}
+		di += e->ndays;
+		if (has_nonzero(e->sums, e->ndays))
+		{
+			o->sum_start = si;
+			for (int j = 0; j < e->ndays; j++)
+				sums[si + j] = e->sums[j] + 0.0;
+			si += e->ndays;
+		}
+		else
+			o->sum_start = ACTIVITY_NO_SUMS;
+	}
+	return a;
+}
+
+#define CORRUPT(...) \
+	ereport(ERROR, \
+			(errcode(sqlstate), \
+			 errmsg("invalid cdp.activity value"), \
+			 errdetail(__VA_ARGS__), \
+			 sqlstate == ERRCODE_INVALID_TEXT_REPRESENTATION ? \
+			 errhint("An event's day counts must add up to its count (unless it has trimmed_before), and its days must lie between its first and last time stamps.") : \
+			 errhint("The value was altered, truncated or not made by cdp; rebuild it with cdp.activity_agg.")))
+
+/* The header's version and section sizes agree with the value's size. */
+static void
+check_header_size(const ActivityHeader *a, Size size, int sqlstate)
+{
+	uint64		expect;
+
+	if (size < sizeof(ActivityHeader))
+		CORRUPT("The value has %zu bytes, fewer than its %zu-byte header.",
+				size, sizeof(ActivityHeader));
+	if (a->version != ACTIVITY_VERSION)
+		CORRUPT("Format version %d is not supported (expected %d).",
+				a->version, ACTIVITY_VERSION);
+	if (a->flags != 0 || a->reserved != 0)
+		CORRUPT("Reserved header bits are set.");
+	if (a->nevents < 0 || a->ndays < 0 || a->nsums < 0 || a->name_bytes < 0)
+		CORRUPT("Negative section size in the header.");
+	expect = sizeof(ActivityHeader) + (uint64) a->nevents * sizeof(ActivityEvent) +
+		(uint64) a->nsums * sizeof(float8) + (uint64) a->ndays * 2 * sizeof(int32) +
+		(uint64) a->name_bytes;
+	if (expect != size)
+		CORRUPT("The header describes %llu bytes but the value has %zu.",
+				(unsigned long long) expect, size);
+}
+
+/* For accessors: cheap bounds check of a detoasted value. */
+void
+activity_check_header(const ActivityHeader *a)
+{
+	check_header_size(a, VARSIZE(a), ERRCODE_DATA_CORRUPTED);
+}
+
+/*
+ * Full check of a value that came from outside (text input, receive,
+ * deserialize): layout, ordering and every invariant the accessors rely
+ * on.
+ */
+void
+activity_validate(const ActivityHeader *a, Size size, int sqlstate)
+{
+	const ActivityEvent *ev;
+	const float8 *sums;
+	const int32 *days;
+	const int32 *counts;
+	const char *names;
+	uint64		di = 0,
+				si = 0,
+				ni = 0;
+	int32		min_day = activity_min_day(),
+				max_day = activity_max_day();
+
+	check_header_size(a, size, sqlstate);
+	ev = ACT_EVENTS(a);
+	sums = ACT_SUMS(a);
+	days = ACT_DAYS(a);
+	counts = ACT_COUNTS(a);
+	names = ACT_NAMES(a);
+
+	for (int i = 0; i < a->nevents; i++)
+	{
+		const ActivityEvent *e = &ev[i];
+		int64		bucket_total = 0;
+		int32		first_day,
+					last_day;
+
+		/* sections are laid out in event order, without gaps */
+		if (e->name_off != ni || e->name_len > (uint64) a->name_bytes - ni)
+			CORRUPT("Event %d's name lies outside the name section.", i);
+		if (e->day_start != di || e->ndays > (uint64) a->ndays - di)
+			CORRUPT("Event %d's day buckets lie outside the day section.", i);
+		if (e->sum_start != ACTIVITY_NO_SUMS &&
+			(e->sum_start != si || e->ndays > (uint64) a->nsums - si))
+			CORRUPT("Event %d's sums lie outside the sum section.", i);
+		if (i > 0)
+		{
+			const ActivityEvent *p = &ev[i - 1];
+			int			r = memcmp(names + p->name_off, names + e->name_off,
+								   Min(p->name_len, e->name_len));
+
+			if (r > 0 || (r == 0 && p->name_len >= e->name_len))
+				CORRUPT("Event names are not unique and sorted at event %d.", i);
+		}
+		ni += e->name_len;
+		if (e->sum_start != ACTIVITY_NO_SUMS)
+			si += e->ndays;
+
+		if (e->count < 1)
+			CORRUPT("Event \"%.*s\" has count " INT64_FORMAT ".",
+					(int) e->name_len, names + e->name_off, e->count);
+		if (!isfinite(e->sum))
+			CORRUPT("Event \"%.*s\" has a sum that is not finite.",
+					(int) e->name_len, names + e->name_off);
+		if (TIMESTAMP_NOT_FINITE(e->first_at) || TIMESTAMP_NOT_FINITE(e->last_at) ||
+			e->first_at > e->last_at)
+			CORRUPT("Event \"%.*s\" has first and last time stamps out of order.",
+					(int) e->name_len, names + e->name_off);
+		first_day = activity_day_of(e->first_at);
+		last_day = activity_day_of(e->last_at);
+		if (first_day < min_day || last_day > max_day)
+			CORRUPT("Event \"%.*s\" has time stamps outside years 1-9999.",
+					(int) e->name_len, names + e->name_off);
+
+		for (uint32 j = 0; j < e->ndays; j++)
+		{
+			int32		d = days[di + j];
+
+			if (d < first_day || d > last_day || (j > 0 && d <= days[di + j - 1]))
+				CORRUPT("Event \"%.*s\" has day buckets out of order or outside its first and last time stamps.",
+						(int) e->name_len, names + e->name_off);
+			if (counts[di + j] < 1)
+				CORRUPT("Event \"%.*s\" has a day bucket with count %d.",
+						(int) e->name_len, names + e->name_off, counts[di + j]);
+			if (e->sum_start != ACTIVITY_NO_SUMS && !isfinite(sums[e->sum_start + j]))
+				CORRUPT("Event \"%.*s\" has a day sum that is not finite.",
+						(int) e->name_len, names + e->name_off);
+			bucket_total += counts[di + j];
+		}
+		if (bucket_total > e->count)
+			CORRUPT("Event \"%.*s\" has more events in its day buckets than in total.",
+					(int) e->name_len, names + e->name_off);
+		if (bucket_total == e->count)
+		{
+			/* nothing folded: the buckets span exactly first to last */
+			if (e->trim_day != ACTIVITY_NO_TRIM || e->ndays == 0 ||
+				days[di] != first_day || days[di + e->ndays - 1] != last_day)
+				CORRUPT("Event \"%.*s\" has day buckets that do not match its first and last time stamps.",
+						(int) e->name_len, names + e->name_off);
+		}
+		else
+		{
+			/* folded events lie before trim_day */
+			if (e->trim_day == ACTIVITY_NO_TRIM || e->trim_day > max_day + 1 ||
+				first_day >= e->trim_day ||
+				(last_day >= e->trim_day &&
+				 (e->ndays == 0 || days[di + e->ndays - 1] != last_day)))
+				CORRUPT("Event \"%.*s\" has folded events that do not lie before its trim day.",
+						(int) e->name_len, names + e->name_off);
+		}
+		di += e->ndays;
+	}
+	if (di != (uint64) a->ndays || si != (uint64) a->nsums || ni != (uint64) a->name_bytes)
+		CORRUPT("The sections hold data no event refers to.");
+}
+
+/* Event i's data, pointing into a (bounds checked). */
+void
+activity_unpack_event(const ActivityHeader *a, int i, ActivityBuildEvent *out)
+{
+	const ActivityEvent *e = &ACT_EVENTS(a)[i];
+
+	if (e->name_off > (uint32) a->name_bytes ||
+		e->name_len > (uint32) a->name_bytes - e->name_off ||
+		e->day_start > (uint32) a->ndays ||
+		e->ndays > (uint32) a->ndays - e->day_start ||
+		(e->sum_start != ACTIVITY_NO_SUMS &&
+		 (e->sum_start > (uint32) a->nsums ||
+		  e->ndays > (uint32) a->nsums - e->sum_start)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid cdp.activity value"),
+				 errdetail("Event %d refers to data outside the value.", i)));
+	out->name = ACT_NAMES(a) + e->name_off;
+	out->name_len = e->name_len;
+	out->count = e->count;
+	out->sum = e->sum;
+	out->first_at = e->first_at;
+	out->last_at = e->last_at;
+	out->trim_day = e->trim_day;
+	out->ndays = e->ndays;
+	out->days = ACT_DAYS(a) + e->day_start;
+	out->counts = ACT_COUNTS(a) + e->day_start;
+	out->sums = e->sum_start == ACTIVITY_NO_SUMS ? NULL : ACT_SUMS(a) + e->sum_start;
+}
+
+/* Binary search over the sorted names; -1 when absent. */
+int
+activity_find_event(const ActivityHeader *a, const char *name, int len)
+{
+	const ActivityEvent *ev = ACT_EVENTS(a);
+	const char *names = ACT_NAMES(a);
+	int			lo = 0,
+				hi = a->nevents - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+		const ActivityEvent *e = &ev[mid];
+		int			r;
+
+		if (e->name_off > (uint32) a->name_bytes ||
+			e->name_len > (uint32) a->name_bytes - e->name_off)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid cdp.activity value"),
+					 errdetail("Event %d's name lies outside the value.", mid)));
+		r = memcmp(names + e->name_off, name, Min((int) e->name_len, len));
+		if (r == 0)
+			r = ((int) e->name_len > len) - ((int) e->name_len < len);
+		if (r == 0)
+			return mid;
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
+
+/* ---------------------------------------------------------------- text I/O */
+
+/* Integer JSON number as int64, or an input error. */
+static int64
+json_int(const char *input, const JsonbValue *v, const char *what, int64 min, int64 max)
+{
+	char	   *s,
+			   *end;
+	long long	r;
+
+	if (v->type != jbvNumeric)
+		bad_text(input, psprintf("%s must be a number.", what));
+	s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	errno = 0;
+	r = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0' || r < min || r > max)
+		bad_text(input, psprintf("%s must be an integer between " INT64_FORMAT " and " INT64_FORMAT ", not %s.",
+								 what, min, max, s));
+	return (int64) r;
+}
+
+static float8
+json_float(const char *input, const JsonbValue *v, const char *what)
+{
+	char	   *s,
+			   *end;
+	double		r;
+
+	if (v->type != jbvNumeric)
+		bad_text(input, psprintf("%s must be a number.", what));
+	s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	errno = 0;
+	r = strtod(s, &end);
+	if (*end != '\0' || !isfinite(r))
+		bad_text(input, psprintf("%s is out of range for float8.", what));
+	return r;
+}
+
+static JsonbValue *
+json_key(JsonbContainer *c, const char *key, JsonbValue *res)
+{
+	return getKeyJsonValueFromContainer(c, key, strlen(key), res);
+}
+
+static void
+parse_event_object(const char *input, JsonbValue *val, ActivityBuildEvent *e)
+{
+	JsonbContainer *c;
+	JsonbValue	v;
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	int			nkeys = 5;
+	int			cap = 8;
+	char	   *what = psprintf("Event \"%.*s\"", e->name_len, e->name);
+
+	if (val->type != jbvBinary || !JsonContainerIsObject(val->val.binary.data))
+		bad_text(input, psprintf("%s must map to an object.", what));
+	c = val->val.binary.data;
+
+	if (!json_key(c, "count", &v))
+		bad_text(input, psprintf("%s has no \"count\".", what));
+	e->count = json_int(input, &v, "\"count\"", 1, PG_INT64_MAX);
+	if (!json_key(c, "sum", &v))
+		bad_text(input, psprintf("%s has no \"sum\".", what));
+	e->sum = json_float(input, &v, "\"sum\"");
+	if (!json_key(c, "first", &v) || v.type != jbvString)
+		bad_text(input, psprintf("%s has no \"first\" time stamp string.", what));
+	e->first_at = parse_timestamp_string(input, v.val.string.val, v.val.string.len);
+	if (!json_key(c, "last", &v) || v.type != jbvString)
+		bad_text(input, psprintf("%s has no \"last\" time stamp string.", what));
+	e->last_at = parse_timestamp_string(input, v.val.string.val, v.val.string.len);
+	e->trim_day = ACTIVITY_NO_TRIM;
+	if (json_key(c, "trimmed_before", &v))
+	{
+		if (v.type != jbvString)
+			bad_text(input, psprintf("%s has a \"trimmed_before\" that is not a day string.", what));
+		e->trim_day = parse_day_string(input, v.val.string.val, v.val.string.len);
+		nkeys++;
+	}
+	if (!json_key(c, "days", &v) || v.type != jbvBinary ||
+		!JsonContainerIsObject(v.val.binary.data))
+		bad_text(input, psprintf("%s has no \"days\" object.", what));
+	if (JsonContainerSize(c) != nkeys)
+		bad_text(input, psprintf("%s has keys other than count, sum, first, last, trimmed_before and days.", what));
+
+	e->ndays = 0;
+	e->days = palloc(cap * sizeof(int32));
+	e->counts = palloc(cap * sizeof(int32));
+	e->sums = palloc(cap * sizeof(float8));
+	it = JsonbIteratorInit(v.val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		JsonbValue *cv,
+				   *sv;
+
+		if (tok != WJB_KEY)
+			continue;
+		if (e->ndays == cap)
+		{
+			cap *= 2;
+			e->days = repalloc(e->days, cap * sizeof(int32));
+			e->counts = repalloc(e->counts, cap * sizeof(int32));
+			e->sums = repalloc(e->sums, cap * sizeof(float8));
+		}
+		/* jsonb keeps keys of equal length in byte order: days ascend */
+		e->days[e->ndays] = parse_day_string(input, v.val.string.val, v.val.string.len);
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		if (v.type != jbvBinary || !JsonContainerIsArray(v.val.binary.data) ||
+			JsonContainerSize(v.val.binary.data) != 2)
+			bad_text(input, psprintf("%s: a day must map to [count, sum].", what));
+		cv = getIthJsonbValueFromContainer(v.val.binary.data, 0);
+		sv = getIthJsonbValueFromContainer(v.val.binary.data, 1);
+		e->counts[e->ndays] = (int32) json_int(input, cv, "A day's count", 1, PG_INT32_MAX);
+		e->sums[e->ndays] = json_float(input, sv, "A day's sum");
+		e->ndays++;
+	}
+}
+
+/* cdp.activity text input: the JSON form activity_out writes */
+PG_FUNCTION_INFO_V1(cdp_activity_in);
+Datum
+cdp_activity_in(PG_FUNCTION_ARGS)
+{
+	char	   *input = PG_GETARG_CSTRING(0);
+	Jsonb	   *jb;
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+	ActivityBuildEvent *ev;
+	int			n = 0;
+	ActivityHeader *a;
+
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(input)));
+	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
+		bad_text(input, "The value must be a JSON object keyed by event name.");
+	ev = palloc0(Max(1, JB_ROOT_COUNT(jb)) * sizeof(ActivityBuildEvent));
+
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_KEY)
+			continue;
+		ev[n].name = v.val.string.val;
+		ev[n].name_len = v.val.string.len;
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		parse_event_object(input, &v, &ev[n]);
+		n++;
+	}
+	a = activity_pack(ev, n);
+	activity_validate(a, VARSIZE(a), ERRCODE_INVALID_TEXT_REPRESENTATION);
+	PG_RETURN_ACTIVITY_P(a);
+}
+
+/* cdp.activity text output: JSON, UTC time stamps, exact float8 sums */
+PG_FUNCTION_INFO_V1(cdp_activity_out);
+Datum
+cdp_activity_out(PG_FUNCTION_ARGS)
+{
+	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	StringInfoData buf;
+
+	activity_check_header(a);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < a->nevents; i++)
+	{
+		ActivityBuildEvent e;
+
+		activity_unpack_event(a, i, &e);
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, pnstrdup(e.name, e.name_len));
+		appendStringInfo(&buf, ": {\"count\": " INT64_FORMAT ", \"sum\": ", e.count);
+		append_float(&buf, e.sum);
+		appendStringInfoString(&buf, ", \"first\": ");
+		append_timestamp(&buf, e.first_at);
+		appendStringInfoString(&buf, ", \"last\": ");
+		append_timestamp(&buf, e.last_at);
+		if (e.trim_day != ACTIVITY_NO_TRIM)
+		{
+			appendStringInfoString(&buf, ", \"trimmed_before\": ");
+			append_day(&buf, e.trim_day);
+		}
+		appendStringInfoString(&buf, ", \"days\": {");
+		for (int j = 0; j < e.ndays; j++)
+		{
+			if (j > 0)
+				appendStringInfoString(&buf, ", ");
+			append_day(&buf, e.days[j]);
+			appendStringInfo(&buf, ": [%d, ", e.counts[j]);
+			append_float(&buf, e.sums ? e.sums[j] : 0.0);
+			appendStringInfoChar(&buf, ']');
+		}
+		appendStringInfoString(&buf, "}}");
+	}
+	appendStringInfoChar(&buf, '}');
+	PG_RETURN_CSTRING(buf.data);
+}
+
+/* ---------------------------------------------------------------- binary I/O */
+
+/*
+ * Binary form (network byte order): version byte, int32 event count; per
+ * event: int32 name length and name, int64 count, float8 sum, int64 first
+ * and last, int32 trim day, int32 day count, byte "has sums"; per day:
+ * int32 day, int32 count and, with sums, float8 sum.
+ */
+
+/* cdp.activity binary output */
+PG_FUNCTION_INFO_V1(cdp_activity_send);
+Datum
+cdp_activity_send(PG_FUNCTION_ARGS)
+{
+	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	StringInfoData buf;
+
+	activity_check_header(a);
+	pq_begintypsend(&buf);
+	pq_sendbyte(&buf, ACTIVITY_VERSION);
+	pq_sendint32(&buf, a->nevents);
+	for (int i = 0; i < a->nevents; i++)
+	{
+		ActivityBuildEvent e;
+		StringInfoData name;
+
+		activity_unpack_event(a, i, &e);
+		/* pq_sendtext converts encoding, so the length goes in front */
+		initStringInfo(&name);
+		pq_sendtext(&name, e.name, e.name_len);
+		pq_sendint32(&buf, name.len);
+		pq_sendbytes(&buf, name.data, name.len);
+		pq_sendint64(&buf, e.count);
+		pq_sendfloat8(&buf, e.sum);
+		pq_sendint64(&buf, e.first_at);
+		pq_sendint64(&buf, e.last_at);
+		pq_sendint32(&buf, e.trim_day);
+		pq_sendint32(&buf, e.ndays);
+		pq_sendbyte(&buf, e.sums != NULL);
+		for (int j = 0; j < e.ndays; j++)
+		{
+			pq_sendint32(&buf, e.days[j]);
+			pq_sendint32(&buf, e.counts[j]);
+			if (e.sums)
+				pq_sendfloat8(&buf, e.sums[j]);
+		}
+	}
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+static void
+bad_binary(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+			 errmsg("invalid binary cdp.activity value"),
+			 errdetail("%s", detail)));
+}
+
+/* cdp.activity binary input: checks every length against the bytes left */
+PG_FUNCTION_INFO_V1(cdp_activity_recv);
+Datum
+cdp_activity_recv(PG_FUNCTION_ARGS)
+{
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	int			version;
+	int32		n;
+	ActivityBuildEvent *ev;
+	ActivityHeader *a;
+
+	if (buf->len - buf->cursor < 5)
+		bad_binary("The value is shorter than its 5-byte header.");
+	version = pq_getmsgbyte(buf);
+	if (version != ACTIVITY_VERSION)
+		bad_binary(psprintf("Format version %d is not supported (expected %d).",
+							version, ACTIVITY_VERSION));
+	n = pq_getmsgint(buf, 4);
+	/* every event takes at least 45 bytes */
+	if (n < 0 || n > (buf->len - buf->cursor) / 45)
+		bad_binary(psprintf("Event count %d does not fit in the %d bytes left.",
+							n, buf->len - buf->cursor));
+	ev = palloc0(Max(n, 1) * sizeof(ActivityBuildEvent));
+	for (int i = 0; i < n; i++)
+	{
+		ActivityBuildEvent *e = &ev[i];
+		int32		len = pq_getmsgint(buf, 4);
+		int			nbytes;
+		bool		has_sums;
+
+		if (len < 0 || len > buf->len - buf->cursor)
+			bad_binary(psprintf("Name length %d of event %d does not fit in the bytes left.", len, i));
+		e->name = pq_getmsgtext(buf, len, &nbytes);
+		e->name_len = nbytes;
+		if (buf->len - buf->cursor < 41)
+			bad_binary(psprintf("Event %d is truncated.", i));
+		e->count = pq_getmsgint64(buf);
+		e->sum = pq_getmsgfloat8(buf);
+		e->first_at = pq_getmsgint64(buf);
+		e->last_at = pq_getmsgint64(buf);
+		e->trim_day = pq_getmsgint(buf, 4);
+		e->ndays = pq_getmsgint(buf, 4);
+		has_sums = pq_getmsgbyte(buf) != 0;
+		if (e->ndays < 0 ||
+			e->ndays > (buf->len - buf->cursor) / (has_sums ? 16 : 8))
+			bad_binary(psprintf("Day count %d of event %d does not fit in the bytes left.",
+								e->ndays, i));
+		e->days = palloc(Max(e->ndays, 1) * sizeof(int32));
+		e->counts = palloc(Max(e->ndays, 1) * sizeof(int32));
+		e->sums = has_sums ? palloc(Max(e->ndays, 1) * sizeof(float8)) : NULL;
+		for (int j = 0; j < e->ndays; j++)
+		{
+			e->days[j] = pq_getmsgint(buf, 4);
+			e->counts[j] = pq_getmsgint(buf, 4);
+			if (has_sums)
+				e->sums[j] = pq_getmsgfloat8(buf);
+		}
+	}
+	if (buf->cursor != buf->len)
+		bad_binary(psprintf("%d bytes of trailing data.", buf->len - buf->cursor));
+	a = activity_pack(ev, n);
+	activity_validate(a, VARSIZE(a), ERRCODE_INVALID_BINARY_REPRESENTATION);
+	PG_RETURN_ACTIVITY_P(a);
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+/* Index of the first bucket with day >= d (binary search). */
+static int
+lower_bound(const int32 *days, int n, int32 d)
+{
+	int			lo = 0,
+				hi = n;
+
+	while (lo < hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (days[mid] < d)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static void
+folded_error(const ActivityBuildEvent *e, const char *what)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s of event \"%.*s\" is not known for this window",
+					what, e->name_len, e->name),
+			 errdetail("Day buckets before %s were folded into the totals by cdp.activity_trim, and the window covers part of them.",
+					   DatumGetCString(DirectFunctionCall1(date_out,
+														   DateADTGetDatum(e->trim_day)))),
+			 errhint("Start the window at or after the trim day, or before the event's first time stamp.")));
+}
+
+/*
+ * Count, sum and active days of one event in the day window [lo, hi).
+ * Folded events (cdp.activity_trim) count only when the window covers all
+ * days they may lie on; a window covering part of them is an error.
+ */
+static void
+event_window(const ActivityBuildEvent *e, int32 lo, int32 hi, bool want_days,
+			 int64 *count, float8 *sum, int *ndays)
+{
+	int			b,
+				t;
+	int64		c = 0;
+	float8		s = 0.0;
+
+	if (lo >= hi)
+	{
+		*count = 0;
+		*sum = 0.0;
+		*ndays = 0;
+		return;
+	}
+	b = lower_bound(e->days, e->ndays, lo);
+	t = hi == PG_INT32_MAX ? e->ndays : lower_bound(e->days, e->ndays, hi);
+	for (int j = b; j < t; j++)
+	{
+		c += e->counts[j];
+		if (e->sums)
+			s += e->sums[j];
+	}
+	if (e->trim_day != ACTIVITY_NO_TRIM)
+	{
+		int32		first_day = activity_day_of(e->first_at);
+
+		if (hi > first_day && lo < e->trim_day)
+		{
+			int64		bc = 0;
+			float8		bs = 0.0;
+
+			if (want_days || lo > first_day || hi < e->trim_day)
+				folded_error(e, want_days ? "the number of active days" : "the count");
+			for (int j = 0; j < e->ndays; j++)
+			{
+				bc += e->counts[j];
+				if (e->sums)
+					bs += e->sums[j];
+			}
+			c += e->count - bc;
+			s += e->sum - bs;
+		}
+	}
+	*count = c;
+	*sum = s;
+	*ndays = t - b;
+}
+
+static bool
+lookup_event(ActivityHeader *a, text *name, ActivityBuildEvent *e)
+{
+	int			i;
+
+	activity_check_header(a);
+	i = activity_find_event(a, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	if (i < 0)
+		return false;
+	activity_unpack_event(a, i, e);
+	return true;
+}
+
+/* Window from optional since/until arguments at positions 2 and 3. */
+static void
+window_args(FunctionCallInfo fcinfo, int first, int32 *lo, int32 *hi)
+{
+	*lo = PG_NARGS() > first ? window_lo(PG_GETARG_TIMESTAMPTZ(first)) : PG_INT32_MIN;
+	*hi = PG_NARGS() > first + 1 ? window_hi(PG_GETARG_TIMESTAMPTZ(first + 1)) : PG_INT32_MAX;
+}
+
+/* number of events of one name, optionally in a window */
+PG_FUNCTION_INFO_V1(cdp_event_count);
+Datum
+cdp_event_count(PG_FUNCTION_ARGS)
+{
+	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityBuildEvent e;
+	int32		lo,
+				hi;
+	int64		c;
+	float8		s;
+	int			d;
+
+	if (!lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+		PG_RETURN_INT64(0);
+	if (PG_NARGS() == 2)
+		PG_RETURN_INT64(e.count);
+	window_args(fcinfo, 2, &lo, &hi);
+	event_window(&e, lo, hi, false, &c, &s, &d);
+	PG_RETURN_INT64(c);
+}
+
+/* sum of the values of one event name, optionally in a window */
+PG_FUNCTION_INFO_V1(cdp_event_sum);
+Datum
+cdp_event_sum(PG_FUNCTION_ARGS)
+{
+	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityBuildEvent e;
+	int32		lo,
+				hi;
+	int64		c;
+	float8		s;
+	int			d;
+
+	if (!lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+		PG_RETURN_FLOAT8(0.0);
+	if (PG_NARGS() == 2)
+		PG_RETURN_FLOAT8(e.sum);
+	window_args(fcinfo, 2, &lo, &hi);
+	event_window(&e, lo, hi, false, &c, &s, &d);
+	PG_RETURN_FLOAT8(s);
+}
+
+static Datum
+seen(FunctionCallInfo fcinfo, bool last)
+{
+	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityBuildEvent e;
+	TimestampTz r = 0;
+	const ActivityEvent *ev;
+
+	if (PG_NARGS() > 1)
+	{
+		if (!lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+			PG_RETURN_NULL();
+		PG_RETURN_TIMESTAMPTZ(last ? e.last_at : e.first_at);
+	}
+	activity_check_header(a);
+	if (a->nevents == 0)
+		PG_RETURN_NULL();
+	ev = ACT_EVENTS(a);
+	for (int i = 0; i < a->nevents; i++)
+	{
+		TimestampTz t = last ? ev[i].last_at : ev[i].first_at;
+
+		if (i == 0 || (last ? t > r : t < r))
+			r = t;
+	}
+	PG_RETURN_TIMESTAMPTZ(r);
+}
+
+/* time stamp of the first event (of one name) */
+PG_FUNCTION_INFO_V1(cdp_first_seen);
+Datum
+cdp_first_seen(PG_FUNCTION_ARGS)
+{
+	return seen(fcinfo, false);
+}
+
+/* time stamp of the last event (of one name) */
+PG_FUNCTION_INFO_V1(cdp_last_seen);
+Datum
+cdp_last_seen(PG_FUNCTION_ARGS)
+{
+	return seen(fcinfo, true);
+}
+
+/* number of UTC days with events of one name, optionally in a window */
+PG_FUNCTION_INFO_V1(cdp_active_days);
+Datum
+cdp_active_days(PG_FUNCTION_ARGS)
+{
+	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityBuildEvent e;
+	int32		lo,
+				hi;
+	int64		c;
+	float8		s;
+	int			d;
+
+	if (!lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+		PG_RETURN_INT32(0);
+	window_args(fcinfo, 2, &lo, &hi);
+	event_window(&e, lo, hi, true, &c, &s, &d);
+	PG_RETURN_INT32(d);
+}
+
+static int
+int32_cmp(const void *a, const void *b)
+{
+	int32		x = *(const int32 *) a;
+	int32		y = *(const int32 *) b;
+
+	return (x > y) - (x < y);
+}
+
+/* number of UTC days with any event, optionally in a window */
+PG_FUNCTION_INFO_V1(cdp_active_days_any);
+Datum
+cdp_active_days_any(PG_FUNCTION_ARGS)
+{
+	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	int32		lo,
+				hi;
+	int32	   *all;
+	int			n = 0,
+				distinct = 0;
+
+	activity_check_header(a);
+	window_args(fcinfo, 1, &lo, &hi);
+	all = palloc(Max(a->ndays, 1) * sizeof(int32));
+	for (int i = 0; i < a->nevents; i++)
+	{
+		ActivityBuildEvent e;
+		int64		c;
+		float8		s;
+		int			d;
+		int			b;
+
+		activity_unpack_event(a, i, &e);
+		event_window(&e, lo, hi, true, &c, &s, &d);
+		b = lo >= hi ? 0 : lower_bound(e.days, e.ndays, lo);
+		memcpy(all + n, e.days + b, d * sizeof(int32));
+		n += d;
+	}
+	if (a->nevents == 1)
+		PG_RETURN_INT32(n);
+	qsort(all, n, sizeof(int32), int32_cmp);
+	for (int i = 0; i < n; i++)
+		if (i == 0 || all[i] != all[i - 1])
+			distinct++;
+	PG_RETURN_INT32(distinct);
+}
+
+/* one row per event name: totals and first/last time stamps */
+PG_FUNCTION_INFO_V1(cdp_events);
+Datum
+cdp_events(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+
+	activity_check_header(a);
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < a->nevents; i++)
+	{
+		ActivityBuildEvent e;
+		Datum		values[5];
+		bool		nulls[5] = {0};
+
+		activity_unpack_event(a, i, &e);
+		values[0] = PointerGetDatum(cstring_to_text_with_len(e.name, e.name_len));
+		values[1] = Int64GetDatum(e.count);
+		values[2] = Float8GetDatum(e.sum);
+		values[3] = TimestampTzGetDatum(e.first_at);
+		values[4] = TimestampTzGetDatum(e.last_at);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
