@@ -155,7 +155,8 @@ profile_relation_name(Oid *relid_out)
 	if (relname == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("the profile relation of segments (OID %u) does not exist", relid),
+				 errmsg("the profile relation of segments no longer exists"),
+				 errdetail("The setting names relation OID %u.", relid),
 				 errhint("Point segments at an existing relation with cdp.set_profile_relation().")));
 	nspname = get_namespace_name(get_rel_namespace(relid));
 	attnum = get_attnum(relid, "profile_id");
