@@ -286,7 +286,7 @@ SELECT * FROM cdp.segment_export_changes('gold', 'email', :r3, hashed => false);
 SELECT cdp.set_consent('marketing', $$traits->'consent'->>'marketing' = 'false'$$);
 SELECT * FROM cdp.segment_export_changes('gold', 'email', :r3, 'marketing', hashed => false);
 -- since the beginning: what a destination that never synced must add (106
--- entered and left again: nothing to send)
+-- entered and left again: nothing to send; 103 opted out)
 SELECT * FROM cdp.segment_export_changes('gold', 'email', 0, hashed => false);
 SELECT cdp.set_consent('marketing', NULL);
 
