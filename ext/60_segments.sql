@@ -163,24 +163,37 @@ COMMENT ON VIEW cdp.segment_members IS
 
 -- Wiring points
 
--- The one place that says where merges come from.  Chains (a -> b -> c) are
--- followed to the last surviving id.
+-- The one place that says where merges come from: the extension's
+-- cdp.profile_merges, plus the identity graph's merge lineage when that
+-- table exists.  Chains (a -> b -> c) are followed to the last survivor.
 CREATE FUNCTION cdp.profile_merge_map()
 RETURNS TABLE(old_profile_id bigint, surviving_profile_id bigint)
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, cdp, pg_temp
 AS $$
-  WITH RECURSIVE chain(old_id, surviving_id, depth) AS (
-    SELECT m.old_profile_id, m.surviving_profile_id, 1 FROM cdp.profile_merges m
-    UNION ALL
-    SELECT c.old_id, m.surviving_profile_id, c.depth + 1
-    FROM chain c JOIN cdp.profile_merges m ON m.old_profile_id = c.surviving_id
-    WHERE c.depth < 64
-  )
-  SELECT DISTINCT ON (old_id) old_id, surviving_id FROM chain ORDER BY old_id, depth DESC
+DECLARE
+  edges text := 'SELECT m.old_profile_id AS old_id, m.surviving_profile_id AS new_id FROM cdp.profile_merges m';
+BEGIN
+  IF (SELECT count(*) FROM pg_attribute
+      WHERE attrelid = to_regclass('cdp.profile_lineage') AND NOT attisdropped
+        AND attname IN ('event', 'old_profile_id', 'new_profile_id')) = 3 THEN
+    edges := edges || ' UNION SELECT l.old_profile_id, l.new_profile_id FROM cdp.profile_lineage l'
+                   || ' WHERE l.event = ''merge'' AND l.new_profile_id IS NOT NULL'
+                   || ' AND l.new_profile_id <> l.old_profile_id';
+  END IF;
+  RETURN QUERY EXECUTE format(
+    'WITH RECURSIVE edges AS (%s), '
+    'chain(old_id, surviving_id, depth) AS ('
+    '  SELECT e.old_id, e.new_id, 1 FROM edges e'
+    '  UNION ALL'
+    '  SELECT c.old_id, e.new_id, c.depth + 1 FROM chain c JOIN edges e ON e.old_id = c.surviving_id'
+    '  WHERE c.depth < 64) '
+    'SELECT DISTINCT ON (old_id) old_id, surviving_id FROM chain ORDER BY old_id, depth DESC, surviving_id',
+    edges);
+END
 $$;
 COMMENT ON FUNCTION cdp.profile_merge_map() IS
-  'every merged profile id with the id that finally survived it (from cdp.profile_merges)';
+  'every merged profile id with the id that finally survived it (cdp.profile_merges, and cdp.profile_lineage merges when present)';
 
 -- The one place that says where exported identifiers come from.
 CREATE FUNCTION cdp.segment_identifier_relation()

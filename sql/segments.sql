@@ -240,6 +240,8 @@ DROP ROLE regress_seg_alice;
 DROP ROLE regress_seg_bob;
 
 ------------------------------------------------------------------ exports
+-- (explicitly the extension's own map, whether or not the identity graph exists)
+SELECT cdp.set_identifier_relation('cdp.profile_identifier_map');
 INSERT INTO cdp.profile_identifier_map (kind, value, profile_id) VALUES
   ('email', '  Test@Example.COM ', 104),
   ('email', 'not an address', 104),
@@ -263,6 +265,22 @@ SELECT bool_and(h.value = encode(sha256(convert_to(p.value, 'UTF8')), 'hex')) AS
 FROM cdp.segment_export('gold', 'email') h
 JOIN cdp.segment_export('gold', 'email', hashed => false) p USING (profile_id);
 SELECT * FROM cdp.segment_export('no_such_segment', 'email');
+-- the identifier source is configurable
+CREATE TABLE seg_ids (pid bigint, k text, v text);
+INSERT INTO seg_ids VALUES (104, 'email', 'Other@Example.com'), (101, 'email', 'not-a-member@example.com');
+CREATE VIEW seg_ids_v AS SELECT pid AS profile_id, k AS kind, v AS value FROM seg_ids;
+SELECT cdp.set_identifier_relation('seg_ids');
+SELECT cdp.set_identifier_relation('seg_ids_v');
+SELECT cdp.segment_identifier_relation();
+SELECT * FROM cdp.segment_export('gold', 'email', hashed => false);
+SELECT cdp.set_identifier_relation(NULL);
+SELECT cdp.segment_identifier_relation() IN ('cdp.profile_identifier_map'::regclass, to_regclass('cdp.identifiers')) AS default_source;
+SELECT cdp.set_identifier_relation('cdp.profile_identifier_map');
+DROP VIEW seg_ids_v;
+DROP TABLE seg_ids;
+-- validation on its own, for user interfaces
+SELECT cdp.validate_predicate($$traits ? 'tier'$$);
+SELECT cdp.validate_predicate('traits');
 
 -- consent: 103 opts out of marketing; it is in the segment but not exported
 UPDATE cdp.profile_traits SET traits = traits || '{"tier": "gold"}' WHERE profile_id = 103;
@@ -330,6 +348,7 @@ RESET max_parallel_workers_per_gather;
 RESET force_parallel_mode;
 
 ------------------------------------------------------------------ clean up
+SELECT cdp.set_identifier_relation(NULL);
 SELECT cdp.drop_segment(name) FROM cdp.segments ORDER BY name;
 DELETE FROM cdp.profile_traits;
 DELETE FROM cdp.profile_activity;

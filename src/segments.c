@@ -43,6 +43,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -610,51 +611,123 @@ typedef struct SegmentRefresh
 	int64		exited;
 	int64		duration_us;
 	char	   *error;
+	/* set when the segment's owner group was evaluated in one scan */
+	bool		evaluated;
+	bool		members_null;
+	Datum		members_datum;
+	Oid			audience_type;
+	int64		eval_share_us;
 } SegmentRefresh;
 
-/*
- * Evaluates one segment as its owner and stores the result as the catalog
- * owner.  Runs inside the caller's subtransaction; errors propagate.
- */
 static void
-refresh_one(SegmentRefresh *seg, const char *relation, int64 refresh_id,
-			TimestampTz at)
+check_owner_exists(SegmentRefresh *seg)
 {
-	RoleSwitch	rs;
-	char	   *sql;
-	char	   *what;
-	int			ret;
-	bool		isnull;
-	Datum		members;
-	Oid			types[4] = {INT4OID, InvalidOid, INT8OID, TIMESTAMPTZOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(seg->owner)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the owner of segment \"%s\" (role OID %u) no longer exists",
 						seg->name, seg->owner),
 				 errhint("Redefine the segment as an existing role.")));
+}
 
-	what = psprintf("predicate of segment \"%s\"", seg->name);
+/*
+ * Evaluates the segments of one owner in a single scan of the profile
+ * relation, one filtered cdp.audience_agg per segment, as that owner.  The
+ * results are copied into keepcxt.  Errors propagate: the caller then falls
+ * back to evaluating the segments one by one.
+ */
+static void
+evaluate_group(List *group, const char *relation, MemoryContext keepcxt)
+{
+	SegmentRefresh *first = (SegmentRefresh *) linitial(group);
+	StringInfoData sql;
+	RoleSwitch	rs;
+	ListCell   *lc;
+	int			ret;
+	int			i;
+
+	check_owner_exists(first);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	switch_role(&rs, first->owner, true);
+	foreach(lc, group)
+	{
+		SegmentRefresh *seg = (SegmentRefresh *) lfirst(lc);
+
+		/* the stored text must still be a single expression under these settings */
+		(void) check_predicate_syntax(seg->predicate,
+									  psprintf("predicate of segment \"%s\"", seg->name));
+		appendStringInfo(&sql, "%scdp.audience_agg(profile_id) FILTER (WHERE (%s" PREDICATE_SUFFIX ")",
+						 foreach_current_index(lc) > 0 ? ", " : "", seg->predicate);
+	}
+	appendStringInfo(&sql, " FROM %s", relation);
+	ret = SPI_execute(sql.data, true, 0);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
+	restore_role(&rs);
+
+	i = 0;
+	foreach(lc, group)
+	{
+		SegmentRefresh *seg = (SegmentRefresh *) lfirst(lc);
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, ++i, &isnull);
+		MemoryContext oldcxt = MemoryContextSwitchTo(keepcxt);
+
+		seg->members_null = isnull;
+		seg->members_datum = isnull ? (Datum) 0 : datumCopy(d, false, -1);
+		seg->audience_type = SPI_gettypeid(SPI_tuptable->tupdesc, i);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	foreach(lc, group)
+		((SegmentRefresh *) lfirst(lc))->evaluated = true;
+}
+
+/* Evaluates one segment on its own, as its owner. */
+static void
+evaluate_one(SegmentRefresh *seg, const char *relation)
+{
+	RoleSwitch	rs;
+	char	   *sql;
+	int			ret;
+
+	check_owner_exists(seg);
 	switch_role(&rs, seg->owner, true);
-	/* the stored text must still be a single expression under these settings */
-	(void) check_predicate_syntax(seg->predicate, what);
+	(void) check_predicate_syntax(seg->predicate,
+								  psprintf("predicate of segment \"%s\"", seg->name));
 	sql = psprintf("SELECT cdp.audience_agg(profile_id) FROM %s WHERE (%s" PREDICATE_SUFFIX,
 				   relation, seg->predicate);
 	ret = SPI_execute(sql, true, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(ret));
 	restore_role(&rs);
+	/* lives until the end of the caller's subtransaction */
+	seg->members_datum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+									   &seg->members_null);
+	seg->audience_type = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
+}
 
-	members = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	types[1] = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
+/*
+ * Evaluates the segment unless its group did, and stores the result as the
+ * catalog owner.  Runs inside the caller's subtransaction; errors propagate.
+ */
+static void
+refresh_one(SegmentRefresh *seg, const char *relation, int64 refresh_id,
+			TimestampTz at)
+{
+	Oid			types[4] = {INT4OID, InvalidOid, INT8OID, TIMESTAMPTZOID};
+	Datum		values[4];
+	bool		isnull;
+
+	if (!seg->evaluated)
+		evaluate_one(seg, relation);
+
+	types[1] = seg->audience_type;
 	values[0] = Int32GetDatum(seg->segment_id);
-	values[1] = members;
+	values[1] = seg->members_datum;
 	values[2] = Int64GetDatum(refresh_id);
 	values[3] = TimestampTzGetDatum(at);
-	if (isnull)
+	if (seg->members_null)
 	{
 		/* no members: the empty audience */
 		Oid			infunc;
@@ -664,7 +737,7 @@ refresh_one(SegmentRefresh *seg, const char *relation, int64 refresh_id,
 		values[1] = OidInputFunctionCall(infunc, "{}", ioparam, -1);
 	}
 	run_as_catalog_owner("SELECT members, entered, exited FROM cdp.segment_store($1, $2, $3, $4)",
-						 4, types, values, nulls, false);
+						 4, types, values, NULL, false);
 	if (SPI_processed != 1)
 		elog(ERROR, "cdp.segment_store returned %d rows", (int) SPI_processed);
 	seg->members = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -672,6 +745,96 @@ refresh_one(SegmentRefresh *seg, const char *relation, int64 refresh_id,
 	seg->exited = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	seg->have_counts = true;
 	seg->status = "ok";
+}
+
+/*
+ * Evaluates an owner group in one scan inside a subtransaction.  On error
+ * nothing is marked evaluated, so each segment is then evaluated on its own
+ * and only the faulty one fails.
+ */
+static void
+evaluate_group_in_subtransaction(List *group, const char *relation,
+								 MemoryContext keepcxt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	TimestampTz start = GetCurrentTimestamp();
+	ListCell   *lc;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		evaluate_group(group, relation, keepcxt);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(keepcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		foreach(lc, group)
+			((SegmentRefresh *) lfirst(lc))->evaluated = false;
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	/* each segment is charged an equal share of the scan */
+	foreach(lc, group)
+		((SegmentRefresh *) lfirst(lc))->eval_share_us =
+			(GetCurrentTimestamp() - start) / list_length(group);
+}
+
+/*
+ * Refreshes one segment in its own subtransaction: on error, only that
+ * segment's work is rolled back and the error is recorded on it.  A cancel
+ * or shutdown is rethrown: it stops the whole refresh.
+ */
+static void
+refresh_in_subtransaction(SegmentRefresh *seg, const char *relation,
+						  int64 refresh_id, TimestampTz start,
+						  MemoryContext errcxt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		refresh_one(seg, relation, refresh_id, start);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(errcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		seg->status = "failed";
+		seg->have_counts = false;
+		seg->error = edata->message;
+	}
+	PG_END_TRY();
 }
 
 /* refresh every active segment, or the named ones, each in its own subtransaction */
@@ -754,14 +917,52 @@ cdp_refresh_segments(PG_FUNCTION_ARGS)
 	if (relation_error && relation_error->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		ReThrowError(relation_error);
 
+	/*
+	 * Segments of the same owner are evaluated together in one scan of the
+	 * profile relation; a group of one is left to the per-segment path.
+	 */
+	if (relation_error == NULL)
+	{
+		List	   *groups = NIL;
+		ListCell   *gc;
+
+		foreach(lc, segs)
+		{
+			SegmentRefresh *seg = (SegmentRefresh *) lfirst(lc);
+			bool		placed = false;
+
+			if (seg->paused)
+				continue;
+			foreach(gc, groups)
+			{
+				List	   *group = (List *) lfirst(gc);
+
+				if (((SegmentRefresh *) linitial(group))->owner == seg->owner)
+				{
+					lfirst(gc) = lappend(group, seg);
+					placed = true;
+					break;
+				}
+			}
+			if (!placed)
+				groups = lappend(groups, list_make1(seg));
+		}
+		foreach(gc, groups)
+		{
+			List	   *group = (List *) lfirst(gc);
+
+			if (list_length(group) > 1)
+				evaluate_group_in_subtransaction(group, relation, callcxt);
+		}
+	}
+
 	foreach(lc, segs)
 	{
 		SegmentRefresh *seg = (SegmentRefresh *) lfirst(lc);
-		ResourceOwner oldowner = CurrentResourceOwner;
 		TimestampTz start;
 		TimestampTz end;
-		Oid			types[9] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID, INT8OID,
-		INT8OID, INT8OID, INTERVALOID, TEXTOID};
+		Oid			types[9] = {INT4OID, INT8OID, TIMESTAMPTZOID, TEXTOID,
+			INT8OID, INT8OID, INT8OID, INTERVALOID, TEXTOID};
 		Datum		values[9];
 		char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 		Interval   *duration;
@@ -776,40 +977,11 @@ cdp_refresh_segments(PG_FUNCTION_ARGS)
 		{
 			seg->status = "failed";
 			seg->error = relation_error->message;
-			goto log;
 		}
-
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(workcxt);
-		PG_TRY();
-		{
-			refresh_one(seg, relation, refresh_id, start);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(workcxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(callcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(workcxt);
-			CurrentResourceOwner = oldowner;
-			/* a cancel or timeout stops the whole refresh */
-			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-				edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-				ReThrowError(edata);
-			seg->status = "failed";
-			seg->have_counts = false;
-			seg->error = edata->message;
-		}
-		PG_END_TRY();
-log:
+		else
+			refresh_in_subtransaction(seg, relation, refresh_id, start, callcxt);
 		end = GetCurrentTimestamp();
-		seg->duration_us = end - start;
+		seg->duration_us = end - start + seg->eval_share_us;
 
 		duration = palloc0(sizeof(Interval));
 		duration->time = seg->duration_us;
