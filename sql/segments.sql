@@ -324,12 +324,20 @@ INSERT INTO cdp.profile_activity (profile_id, activity)
 SELECT person_id, cdp.activity_agg(event, ts, revenue) FROM seg_event_person
 WHERE person_id IS NOT NULL GROUP BY person_id;
 SELECT cdp.define_segment('repeat_buyers',
-  $$cdp.event_count(activity, 'order_completed', '2025-07-01'::timestamptz) >= 2$$) > 0 AS defined;
-SELECT segment, status, members > 10 AS some_members FROM cdp.refresh_segments(ARRAY['repeat_buyers']);
+  $$cdp.event_count(activity, 'order_completed', '2025-07-01 00:00+00'::timestamptz) >= 2$$) > 0 AS defined;
+SELECT cdp.define_segment('no_recent_order',
+  $$cdp.event_count(activity, 'order_completed', '2025-10-03 00:00+00', '2026-01-01 00:00+00') = 0$$) > 0 AS defined;
+-- both in one scan (same owner)
+SELECT segment, status, members > 10 AS some_members FROM cdp.refresh_segments(ARRAY['repeat_buyers', 'no_recent_order']);
+SELECT (SELECT members FROM cdp.segments WHERE name = 'no_recent_order')
+     OPERATOR(cdp.=) (SELECT cdp.audience_agg(profile_id) FROM cdp.profile_activity
+                      WHERE profile_id NOT IN (SELECT person_id FROM seg_event_person
+                                               WHERE event = 'order_completed' AND ts >= '2025-10-03 00:00+00'
+                                                 AND ts < '2026-01-01 00:00+00' AND person_id IS NOT NULL)) AS same_as_events;
 SELECT (SELECT members FROM cdp.segments WHERE name = 'repeat_buyers')
      OPERATOR(cdp.=) (SELECT cdp.audience_agg(person_id) FROM
           (SELECT person_id FROM seg_event_person
-           WHERE event = 'order_completed' AND ts >= '2025-07-01' AND person_id IS NOT NULL
+           WHERE event = 'order_completed' AND ts >= '2025-07-01 00:00+00' AND person_id IS NOT NULL
            GROUP BY person_id HAVING count(*) >= 2) o) AS same_as_events;
 -- the same refresh with parallel workers: nothing changes
 SET parallel_setup_cost = 0;
@@ -339,7 +347,7 @@ SET max_parallel_workers_per_gather = 2;
 SET force_parallel_mode = on;
 EXPLAIN (COSTS OFF)
 SELECT cdp.audience_agg(profile_id) FROM cdp.profile_activity
-WHERE cdp.event_count(activity, 'order_completed', '2025-07-01'::timestamptz) >= 2;
+WHERE cdp.event_count(activity, 'order_completed', '2025-07-01 00:00+00'::timestamptz) >= 2;
 SELECT segment, status, entered, exited FROM cdp.refresh_segments(ARRAY['repeat_buyers']);
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
