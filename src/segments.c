@@ -902,20 +902,34 @@ cdp_refresh_segments(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(workcxt);
 
 	/* a missing profile relation fails every segment, not the call */
-	PG_TRY();
 	{
-		relation = profile_relation_name(NULL);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(callcxt);
-		relation_error = CopyErrorData();
-		FlushErrorState();
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(workcxt);
+		PG_TRY();
+		{
+			char	   *name = profile_relation_name(NULL);
+
+			relation = MemoryContextStrdup(callcxt, name);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(workcxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(callcxt);
+			relation_error = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(workcxt);
+			CurrentResourceOwner = oldowner;
+			if (relation_error->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				relation_error->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+				ReThrowError(relation_error);
+		}
+		PG_END_TRY();
 	}
-	PG_END_TRY();
-	if (relation_error && relation_error->sqlerrcode == ERRCODE_QUERY_CANCELED)
-		ReThrowError(relation_error);
 
 	/*
 	 * Segments of the same owner are evaluated together in one scan of the
