@@ -3,24 +3,25 @@
 -- exports (hashing, consent, diffs) and BI views.
 \set VERBOSITY default
 
--- A small, hand-made profile set: ids 101..110.
+-- A small, hand-made profile set: ids 3000000101..3000000108, far from the
+-- ids other tests may have merged; comments name them by their last digits.
 INSERT INTO cdp.profile_traits (profile_id, traits) VALUES
-  (101, '{"tier": "gold", "country": "NL"}'),
-  (102, '{"tier": "gold", "country": "DE"}'),
-  (103, '{"tier": "gold", "country": "NL", "consent": {"marketing": "false"}}'),
-  (104, '{"tier": "silver", "country": "NL"}'),
-  (105, '{"tier": "gold", "country": "NL"}'),
-  (106, '{"tier": "silver", "country": "BE"}'),
-  (107, '{"tier": "silver", "country": "FR"}'),
-  (108, '{"tier": "bronze", "country": "NL", "n": "1"}');
+  (3000000101, '{"tier": "gold", "country": "NL"}'),
+  (3000000102, '{"tier": "gold", "country": "DE"}'),
+  (3000000103, '{"tier": "gold", "country": "NL", "consent": {"marketing": "false"}}'),
+  (3000000104, '{"tier": "silver", "country": "NL"}'),
+  (3000000105, '{"tier": "gold", "country": "NL"}'),
+  (3000000106, '{"tier": "silver", "country": "BE"}'),
+  (3000000107, '{"tier": "silver", "country": "FR"}'),
+  (3000000108, '{"tier": "bronze", "country": "NL", "n": "1"}');
 INSERT INTO cdp.profile_activity (profile_id, activity)
 SELECT p, cdp.activity_agg(e, t, v)
-FROM (VALUES (101, 'order_completed', '2026-03-01 10:00+00'::timestamptz, 40.0),
-             (101, 'order_completed', '2026-03-05 10:00+00', 60.0),
-             (101, 'order_completed', '2026-03-09 10:00+00', 20.0),
-             (102, 'order_completed', '2026-03-02 10:00+00', 15.0),
-             (104, 'product_added', '2026-03-09 12:00+00', NULL),
-             (104, 'order_completed', '2026-02-01 12:00+00', 500.0)) v(p, e, t, v)
+FROM (VALUES (3000000101, 'order_completed', '2026-03-01 10:00+00'::timestamptz, 40.0),
+             (3000000101, 'order_completed', '2026-03-05 10:00+00', 60.0),
+             (3000000101, 'order_completed', '2026-03-09 10:00+00', 20.0),
+             (3000000102, 'order_completed', '2026-03-02 10:00+00', 15.0),
+             (3000000104, 'product_added', '2026-03-09 12:00+00', NULL),
+             (3000000104, 'order_completed', '2026-02-01 12:00+00', 500.0)) v(p, e, t, v)
 GROUP BY p;
 
 ------------------------------------------------------------------ definition
@@ -113,20 +114,20 @@ SELECT profile_id, change FROM cdp.segment_changes WHERE segment = 'gold' ORDER 
 SELECT last_refresh_id AS r1 FROM cdp.segments WHERE name = 'gold' \gset
 -- 105 (member) merges into 101 (member); 102 (member) into 107 (not a member
 -- until now, gold after the merge); 103 leaves; 104 joins
-DELETE FROM cdp.profile_traits WHERE profile_id IN (105, 102);
-INSERT INTO cdp.profile_merges (old_profile_id, surviving_profile_id) VALUES (105, 101), (102, 107);
-UPDATE cdp.profile_traits SET traits = traits || '{"tier": "gold"}' WHERE profile_id IN (107, 104);
-UPDATE cdp.profile_traits SET traits = traits || '{"tier": "silver"}' WHERE profile_id = 103;
+DELETE FROM cdp.profile_traits WHERE profile_id IN (3000000105, 3000000102);
+INSERT INTO cdp.profile_merges (old_profile_id, surviving_profile_id) VALUES (3000000105, 3000000101), (3000000102, 3000000107);
+UPDATE cdp.profile_traits SET traits = traits || '{"tier": "gold"}' WHERE profile_id IN (3000000107, 3000000104);
+UPDATE cdp.profile_traits SET traits = traits || '{"tier": "silver"}' WHERE profile_id = 3000000103;
 -- refresh 2: only 104 enters and 103 exits
 SELECT segment, status, members, entered, exited, error FROM cdp.refresh_segments(ARRAY['gold']);
 SELECT profile_id, change FROM cdp.segment_changes WHERE segment = 'gold' AND refresh_id > :r1 ORDER BY change, profile_id;
 SELECT last_refresh_id AS r2 FROM cdp.segments WHERE name = 'gold' \gset
 -- a chain: 107 (member, carrying 102) merges into 101 (member); 108 (not a
 -- member) into 104 (member); 106 joins; 101 leaves
-DELETE FROM cdp.profile_traits WHERE profile_id IN (107, 108);
-INSERT INTO cdp.profile_merges (old_profile_id, surviving_profile_id) VALUES (107, 101), (108, 104);
-UPDATE cdp.profile_traits SET traits = traits || '{"tier": "gold"}' WHERE profile_id = 106;
-UPDATE cdp.profile_traits SET traits = traits || '{"tier": "silver"}' WHERE profile_id = 101;
+DELETE FROM cdp.profile_traits WHERE profile_id IN (3000000107, 3000000108);
+INSERT INTO cdp.profile_merges (old_profile_id, surviving_profile_id) VALUES (3000000107, 3000000101), (3000000108, 3000000104);
+UPDATE cdp.profile_traits SET traits = traits || '{"tier": "gold"}' WHERE profile_id = 3000000106;
+UPDATE cdp.profile_traits SET traits = traits || '{"tier": "silver"}' WHERE profile_id = 3000000101;
 SELECT * FROM cdp.profile_merge_map() ORDER BY 1;
 -- refresh 3: 106 enters, 101 exits (once, not once per merged id)
 SELECT segment, status, members, entered, exited, error FROM cdp.refresh_segments(ARRAY['gold']);
@@ -149,17 +150,17 @@ SELECT refresh_id - :r1 AS nth, status, members, entered, exited
 FROM cdp.segment_sizes WHERE segment = 'gold' ORDER BY refresh_id;
 
 ------------------------------------------------------------------ failure isolation
-UPDATE cdp.profile_traits SET traits = traits || '{"n": "5"}' WHERE profile_id = 106;
+UPDATE cdp.profile_traits SET traits = traits || '{"n": "5"}' WHERE profile_id = 3000000106;
 SELECT cdp.define_segment('n_positive', $$(traits->>'n')::int > 0$$) > 0 AS defined;
 SELECT segment, status, members, entered, exited, error FROM cdp.refresh_segments(ARRAY['n_positive', 'nl_buyers']);
-UPDATE cdp.profile_traits SET traits = traits || '{"n": "many"}' WHERE profile_id = 104;
+UPDATE cdp.profile_traits SET traits = traits || '{"n": "many"}' WHERE profile_id = 3000000104;
 -- the failing segment keeps its previous members; the others refresh
 SELECT segment, status, members, entered, exited, error FROM cdp.refresh_segments(ARRAY['n_positive', 'gold', 'nl_buyers']);
 SELECT name, status, error, cdp.size(members) AS members FROM cdp.segments WHERE name = 'n_positive';
 SELECT status, members, error FROM cdp.segment_sizes WHERE segment = 'n_positive' ORDER BY refresh_id;
 SELECT count(*) AS changes_of_failed_refresh FROM cdp.segment_changes c JOIN cdp.segments s ON s.name = c.segment
 WHERE c.segment = 'n_positive' AND c.refresh_id = s.last_refresh_id;
-UPDATE cdp.profile_traits SET traits = traits || '{"n": "2"}' WHERE profile_id = 104;
+UPDATE cdp.profile_traits SET traits = traits || '{"n": "2"}' WHERE profile_id = 3000000104;
 SELECT segment, status, members, entered, exited, error FROM cdp.refresh_segments(ARRAY['n_positive']);
 -- a profile relation that disappeared fails every segment, not the call
 CREATE TABLE seg_profiles (profile_id bigint, traits jsonb, activity cdp.activity);
@@ -197,7 +198,7 @@ CREATE ROLE regress_seg_bob;
 GRANT USAGE ON SCHEMA cdp TO regress_seg_alice, regress_seg_bob;
 GRANT SELECT ON cdp.profile_view TO regress_seg_alice, regress_seg_bob;
 CREATE TABLE seg_secret (profile_id bigint PRIMARY KEY, vip boolean);
-INSERT INTO seg_secret VALUES (101, true), (104, true), (106, false);
+INSERT INTO seg_secret VALUES (3000000101, true), (3000000104, true), (3000000106, false);
 GRANT SELECT ON seg_secret TO regress_seg_alice;
 CREATE FUNCTION public.seg_is_vip(id bigint) RETURNS boolean
 LANGUAGE sql STABLE AS 'SELECT vip FROM public.seg_secret WHERE profile_id = id';
@@ -243,12 +244,12 @@ DROP ROLE regress_seg_bob;
 -- (explicitly the extension's own map, whether or not the identity graph exists)
 SELECT cdp.set_identifier_relation('cdp.profile_identifier_map');
 INSERT INTO cdp.profile_identifier_map (kind, value, profile_id) VALUES
-  ('email', '  Test@Example.COM ', 104),
-  ('email', 'not an address', 104),
-  ('email', 'gold106@example.org', 106),
-  ('phone', '+31 6 1234 5678', 106),
-  ('email', 'optout@example.com', 103),
-  ('user_id', 'usr_104', 104);
+  ('email', '  Test@Example.COM ', 3000000104),
+  ('email', 'not an address', 3000000104),
+  ('email', 'gold106@example.org', 3000000106),
+  ('phone', '+31 6 1234 5678', 3000000106),
+  ('email', 'optout@example.com', 3000000103),
+  ('user_id', 'usr_104', 3000000104);
 -- known SHA-256 vectors
 SELECT cdp.export_value('email', '  Test@Example.COM ') =
        '973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b' AS email_vector,
@@ -267,7 +268,7 @@ JOIN cdp.segment_export('gold', 'email', hashed => false) p USING (profile_id);
 SELECT * FROM cdp.segment_export('no_such_segment', 'email');
 -- the identifier source is configurable
 CREATE TABLE seg_ids (pid bigint, k text, v text);
-INSERT INTO seg_ids VALUES (104, 'email', 'Other@Example.com'), (101, 'email', 'not-a-member@example.com');
+INSERT INTO seg_ids VALUES (3000000104, 'email', 'Other@Example.com'), (3000000101, 'email', 'not-a-member@example.com');
 CREATE VIEW seg_ids_v AS SELECT pid AS profile_id, k AS kind, v AS value FROM seg_ids;
 SELECT cdp.set_identifier_relation('seg_ids');
 SELECT cdp.set_identifier_relation('seg_ids_v');
@@ -283,14 +284,14 @@ SELECT cdp.validate_predicate($$traits ? 'tier'$$);
 SELECT cdp.validate_predicate('traits');
 
 -- consent: 103 opts out of marketing; it is in the segment but not exported
-UPDATE cdp.profile_traits SET traits = traits || '{"tier": "gold"}' WHERE profile_id = 103;
+UPDATE cdp.profile_traits SET traits = traits || '{"tier": "gold"}' WHERE profile_id = 3000000103;
 SELECT segment, members, entered, exited FROM cdp.refresh_segments(ARRAY['gold']);
 SELECT cdp.set_consent('marketing', $$traits->'consent'->>'marketing' = 'false'$$);
 SELECT cdp.set_consent('marketing', 'nosuch = 1');
 SELECT cdp.set_consent('marketing', 'true); DELETE FROM cdp.segments; --');
 SELECT cdp.set_consent('', 'true');
 SELECT purpose, opted_out FROM cdp.consent_rules;
-SELECT cdp.contains(members, 103) AS member FROM cdp.segments WHERE name = 'gold';
+SELECT cdp.contains(members, 3000000103) AS member FROM cdp.segments WHERE name = 'gold';
 SELECT * FROM cdp.segment_export('gold', 'email', 'marketing', hashed => false);
 SELECT * FROM cdp.segment_export('gold', 'email', hashed => false);   -- NULL purpose: every rule applies
 SELECT * FROM cdp.segment_export('gold', 'email', 'analytics');
@@ -298,7 +299,7 @@ SELECT cdp.set_consent('marketing', NULL);
 SELECT * FROM cdp.segment_export('gold', 'email', hashed => false);
 
 -- diffs since a refresh: since r3, 103 came back and 106 leaves now
-UPDATE cdp.profile_traits SET traits = traits || '{"tier": "silver"}' WHERE profile_id = 106;
+UPDATE cdp.profile_traits SET traits = traits || '{"tier": "silver"}' WHERE profile_id = 3000000106;
 SELECT segment, members, entered, exited FROM cdp.refresh_segments(ARRAY['gold']);
 SELECT * FROM cdp.segment_export_changes('gold', 'email', :r3, hashed => false);
 SELECT cdp.set_consent('marketing', $$traits->'consent'->>'marketing' = 'false'$$);
@@ -340,6 +341,7 @@ SELECT (SELECT members FROM cdp.segments WHERE name = 'repeat_buyers')
            WHERE event = 'order_completed' AND ts >= '2025-07-01 00:00+00' AND person_id IS NOT NULL
            GROUP BY person_id HAVING count(*) >= 2) o) AS same_as_events;
 -- the same refresh with parallel workers: nothing changes
+SELECT members AS serial_members FROM cdp.segments WHERE name = 'repeat_buyers' \gset
 SET parallel_setup_cost = 0;
 SET parallel_tuple_cost = 0;
 SET min_parallel_table_scan_size = 0;
@@ -348,7 +350,9 @@ SET force_parallel_mode = on;
 EXPLAIN (COSTS OFF)
 SELECT cdp.audience_agg(profile_id) FROM cdp.profile_activity
 WHERE cdp.event_count(activity, 'order_completed', '2025-07-01 00:00+00'::timestamptz) >= 2;
-SELECT segment, status, entered, exited FROM cdp.refresh_segments(ARRAY['repeat_buyers']);
+SELECT segment, status FROM cdp.refresh_segments(ARRAY['repeat_buyers']);
+SELECT members OPERATOR(cdp.=) :'serial_members'::cdp.audience AS same_as_serial
+FROM cdp.segments WHERE name = 'repeat_buyers';
 RESET parallel_setup_cost;
 RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
