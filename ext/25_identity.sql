@@ -483,7 +483,9 @@ BEGIN
                                                FROM cdp_touched),
                                               coalesce(touched_profiles, '{}'));
   DROP TABLE cdp_stage, cdp_touched;
-  DROP TABLE IF EXISTS cdp_dead;
+  IF to_regclass('pg_temp.cdp_dead') IS NOT NULL THEN
+    DROP TABLE cdp_dead;
+  END IF;
   RETURN cdp.identity_finish_run(run, r);
 END
 $$;

@@ -173,20 +173,28 @@ kv_equal(Graph *g, uint32 a, uint32 b)
 		memcmp(x->value, y->value, x->len) == 0;
 }
 
+static int	kind_index(Graph *g, const char *name, bool missing_ok);
+
+/* For the engine's kind names, whose pointers stay put while it lives. */
+static int
+engine_kind_index(Graph *g, const char *name)
+{
+	if (g->lastkindname != name)
+	{
+		g->lastkind = kind_index(g, name, true);
+		g->lastkindname = name;
+	}
+	return g->lastkind;
+}
+
 static int
 kind_index(Graph *g, const char *name, bool missing_ok)
 {
 	int			i;
 
-	if (g->lastkindname == name)
-		return g->lastkind;
 	for (i = 0; i < g->nkinds; i++)
 		if (strcmp(g->kinds[i], name) == 0)
-		{
-			g->lastkind = i;
-			g->lastkindname = name;
 			return i;
-		}
 	if (missing_ok)
 		return -1;
 	/* a kind that lost its cdp.identity_kinds row: lowest priority */
@@ -402,7 +410,7 @@ identifier_cb(const char *kind, const char *value, int len, int64 profile_id, vo
 
 	if (strncmp(kind, APART_PREFIX, strlen(APART_PREFIX)) == 0)
 		return;
-	k = kind_index(g, kind, true);
+	k = engine_kind_index(g, kind);
 	node = k < 0 ? -1 : find_node(g, k, value, len);
 	if (node < 0)
 		elog(ERROR, "stitching returned an identifier that was not loaded");
@@ -421,7 +429,7 @@ refusal_cb(const StitchRefusal *r, void *arg)
 
 	if (strncmp(r->kind, APART_PREFIX, strlen(APART_PREFIX)) == 0)
 		return;
-	k = kind_index(g, r->kind, true);
+	k = engine_kind_index(g, r->kind);
 	node = k < 0 ? -1 : find_node(g, k, r->value, r->len);
 	if (node < 0 || !g->nodes[node].internal)
 		return;
