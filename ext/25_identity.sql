@@ -470,7 +470,7 @@ BEGIN
       FROM cdp_dead d JOIN cdp.identity_links l ON d.identifier_id IN (l.a, l.b);
       DELETE FROM cdp.identity_links l USING cdp_dead d WHERE l.a = d.identifier_id;
       DELETE FROM cdp.identity_links l USING cdp_dead d WHERE l.b = d.identifier_id;
-      DELETE FROM cdp.identity_refusals r USING cdp_dead d WHERE r.identifier_id = d.identifier_id;
+      DELETE FROM cdp.identity_refusals x USING cdp_dead d WHERE x.identifier_id = d.identifier_id;
       DELETE FROM cdp.identifiers i USING cdp_dead d WHERE i.identifier_id = d.identifier_id;
       SELECT array_agg(DISTINCT profile_id) FILTER (WHERE profile_id IS NOT NULL), count(*)
         INTO touched_profiles, n FROM cdp_dead;
@@ -569,31 +569,35 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  oid_ bigint;
+  ka text := kind_a;
+  va text := value_a;
+  kb text := kind_b;
+  vb text := value_b;
+  new_id bigint;
   run bigint;
   r record;
   ids bigint[];
 BEGIN
   PERFORM cdp.identity_lock();
-  IF (kind_a, value_a) = (kind_b, value_b) THEN
-    RAISE EXCEPTION 'an override needs two different identifiers, got (%, %) twice', kind_a, value_a
+  IF (ka, va) = (kb, vb) THEN
+    RAISE EXCEPTION 'an override needs two different identifiers, got (%, %) twice', ka, va
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  IF (kind_a, value_a) > (kind_b, value_b) THEN
-    SELECT kind_b, value_b, kind_a, value_a INTO kind_a, value_a, kind_b, value_b;
+  IF (ka, va) > (kb, vb) THEN
+    SELECT kind_b, value_b, kind_a, value_a INTO ka, va, kb, vb;
   END IF;
   INSERT INTO cdp.identity_overrides AS o (action, kind_a, value_a, kind_b, value_b, note)
-  VALUES (action, kind_a, value_a, kind_b, value_b, note)
-  ON CONFLICT (kind_a, value_a, kind_b, value_b) DO UPDATE
+  VALUES (identity_override.action, ka, va, kb, vb, identity_override.note)
+  ON CONFLICT ON CONSTRAINT identity_overrides_kind_a_value_a_kind_b_value_b_key DO UPDATE
     SET action = excluded.action, note = excluded.note, created_at = excluded.created_at,
         created_by = excluded.created_by
-  RETURNING override_id INTO oid_;
+  RETURNING o.override_id INTO new_id;
   SELECT array_agg(i.identifier_id) INTO ids FROM cdp.identifiers i
-  WHERE (i.kind, i.value) IN ((kind_a, value_a), (kind_b, value_b));
+  WHERE (i.kind, i.value) IN ((ka, va), (kb, vb));
   run := cdp.identity_start_run('override');
   SELECT * INTO r FROM cdp.identity_recompute(run, 'override', coalesce(ids, '{}'), '{}');
   PERFORM cdp.identity_finish_run(run, r);
-  RETURN oid_;
+  RETURN new_id;
 END
 $$;
 COMMENT ON FUNCTION cdp.identity_override(text, text, text, text, text, text) IS
@@ -703,3 +707,7 @@ AS $$
 $$;
 COMMENT ON FUNCTION cdp.profile_identifiers(bigint) IS
   'identifiers of a profile (an old, merged id is followed to its current profile)';
+
+REVOKE ALL ON FUNCTION cdp.identity_lock() FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdp.identity_start_run(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdp.identity_finish_run(bigint, record) FROM PUBLIC;
