@@ -48,15 +48,18 @@ COMMENT ON TABLE cdp.identity_sources IS
 
 CREATE TABLE cdp.identifiers (
   identifier_id bigint PRIMARY KEY DEFAULT nextval('cdp.identifier_id_seq'),
-  kind text NOT NULL,
-  value text NOT NULL,
+  kind text COLLATE "C" NOT NULL,
+  value text COLLATE "C" NOT NULL,
   profile_id bigint,
   first_seen timestamptz NOT NULL,
   last_seen timestamptz NOT NULL,
   UNIQUE (kind, value)
-);
+) WITH (fillfactor = 90);
+-- no index on last_seen: refreshes move it all the time, and without one
+-- those updates stay HOT
 CREATE INDEX identifiers_profile_idx ON cdp.identifiers (profile_id);
-CREATE INDEX identifiers_last_seen_idx ON cdp.identifiers (last_seen);
+-- bytewise collation: identifiers are compared as bytes, and the unique
+-- index is much cheaper to maintain than under a linguistic collation
 COMMENT ON TABLE cdp.identifiers IS
   'every identifier seen by a source, with its current profile (NULL: refused by the rules, see cdp.identity_refusals)';
 ALTER SEQUENCE cdp.identifier_id_seq OWNED BY cdp.identifiers.identifier_id;
@@ -69,9 +72,8 @@ CREATE TABLE cdp.identity_links (
   source text NOT NULL,
   PRIMARY KEY (a, b),
   CHECK (a < b)
-);
+) WITH (fillfactor = 90);
 CREATE INDEX identity_links_b_idx ON cdp.identity_links (b);
-CREATE INDEX identity_links_last_seen_idx ON cdp.identity_links (last_seen);
 COMMENT ON TABLE cdp.identity_links IS
   'pairs of identifiers (cdp.identifiers ids, a < b) seen in one source row; the graph profiles are computed from, in first_seen order';
 
@@ -387,7 +389,8 @@ BEGIN
   PERFORM cdp.identity_lock();
   run := cdp.identity_start_run('refresh');
 
-  CREATE TEMP TABLE cdp_stage (source text, kind1 text, value1 text, kind2 text, value2 text,
+  CREATE TEMP TABLE cdp_stage (source text, kind1 text COLLATE "C", value1 text COLLATE "C",
+                               kind2 text COLLATE "C", value2 text COLLATE "C",
                                at timestamptz) ON COMMIT DROP;
   CREATE TEMP TABLE cdp_touched (identifier_id bigint) ON COMMIT DROP;
 
@@ -406,7 +409,7 @@ BEGIN
     SELECT kind2, value2, coalesce(at, now()) FROM cdp_stage WHERE kind2 IS NOT NULL
   ), ins AS (
     INSERT INTO cdp.identifiers AS i (kind, value, first_seen, last_seen)
-    SELECT kind, value, min(at), max(at) FROM obs GROUP BY kind, value ORDER BY kind, value
+    SELECT kind, value, min(at), max(at) FROM obs GROUP BY kind, value
     ON CONFLICT (kind, value) DO UPDATE
       SET first_seen = least(i.first_seen, excluded.first_seen),
           last_seen = greatest(i.last_seen, excluded.last_seen)

@@ -543,6 +543,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 	MemoryContext keep;
 	i64map_hash *S;				/* profiles to recompute */
 	i64map_hash *T;				/* identifiers to recompute */
+	i64map_hash *given;			/* profiles named by the caller */
 	Jsonb	   *base_rules = NULL;
 	HTAB	   *suppressed = NULL;
 	GOverride  *overrides = NULL;
@@ -572,6 +573,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(keep);
 	S = i64map_create(keep, 64, NULL);
 	T = i64map_create(keep, 64, NULL);
+	given = i64map_create(keep, 64, NULL);
 
 	if (!full)
 	{
@@ -600,7 +602,31 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 							  TYPALIGN_DOUBLE, &d, &nulls, &n);
 			for (i = 0; i < n; i++)
 				if (!nulls[i])
+				{
 					(void) i64map_insert(S, DatumGetInt64(d[i]), &found);
+					(void) i64map_insert(given, DatumGetInt64(d[i]), &found);
+				}
+		}
+
+		/*
+		 * Touching a large part of the graph: one pass over everything is
+		 * cheaper than looking up that many ids (and gives the same result).
+		 */
+		if (T->members + S->members >= 10000)
+		{
+			double		total;
+			bool		isnull;
+
+			if (SPI_execute("SELECT (CASE WHEN c.reltuples >= 0 THEN c.reltuples"
+							" ELSE (SELECT count(*) FROM cdp.identifiers) END)::float8"
+							" FROM pg_catalog.pg_class c"
+							" WHERE c.oid = 'cdp.identifiers'::pg_catalog.regclass",
+							true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not count cdp.identifiers");
+			total = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+			if ((double) (T->members + 4 * S->members) >= 0.3 * total)
+				full = true;
 		}
 	}
 
@@ -715,13 +741,16 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			values[0] = int8_array(arr, n);
 			arr = set_to_array(T, &n);
 			values[1] = int8_array(arr, n);
-			for_each_row(g, "SELECT identifier_id, kind, value, profile_id FROM cdp.identifiers"
-						 " WHERE profile_id = ANY ($1)"
-						 " OR profile_id IN (SELECT profile_id FROM cdp.identifiers"
-						 " WHERE identifier_id = ANY ($2))"
+			/* joins with unnest(): the planner never walks the arrays */
+			for_each_row(g, "WITH t AS (SELECT DISTINCT id FROM unnest($2::int8[]) AS u(id)),"
+						 " p AS (SELECT id FROM unnest($1::int8[]) AS u(id)"
+						 " UNION SELECT i.profile_id FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id"
+						 " WHERE i.profile_id IS NOT NULL)"
+						 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+						 " FROM cdp.identifiers i JOIN p ON i.profile_id = p.id"
 						 " UNION"
-						 " SELECT identifier_id, kind, value, profile_id FROM cdp.identifiers"
-						 " WHERE identifier_id = ANY ($2)",
+						 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+						 " FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id",
 						 2, argtypes, values, node_row, &internal);
 		}
 		n_internal = g->nnodes;
@@ -739,10 +768,11 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			Oid			argtypes[1] = {INT8ARRAYOID};
 			Datum		values[1];
 			int64	   *ids = palloc(sizeof(int64) * Max(g->nnodes, 1));
-			const char *sql = "SELECT a, b, first_seen FROM cdp.identity_links WHERE a = ANY ($1)"
-				" UNION ALL"
-				" SELECT a, b, first_seen FROM cdp.identity_links WHERE b = ANY ($1)"
-				" AND NOT a = ANY ($1)";
+			const char *sql = "SELECT l.a, l.b, l.first_seen"
+				" FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.a = u.id"
+				" UNION"
+				" SELECT l.a, l.b, l.first_seen"
+				" FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.b = u.id";
 
 			for (i = 0; i < g->nnodes; i++)
 				ids[i] = g->nodes[i].id;
@@ -760,8 +790,9 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 
 				arr = set_to_array(la.missing, &n);
 				ext[0] = int8_array(arr, n);
-				for_each_row(g, "SELECT identifier_id, kind, value, profile_id FROM cdp.identifiers"
-							 " WHERE identifier_id = ANY ($1)",
+				for_each_row(g, "SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+							 " FROM cdp.identifiers i JOIN unnest($1::int8[]) AS u(id)"
+							 " ON i.identifier_id = u.id",
 							 1, argtypes, ext, node_row, &external);
 			}
 			la.collect = false;
@@ -1155,7 +1186,6 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			int			ngone = 0;
 			int64	   *ids = palloc(sizeof(int64) * (ncomps + 1));
 			int64	   *counts = palloc(sizeof(int64) * (ncomps + 1));
-			bool	   *changed = palloc(sizeof(bool) * (ncomps + 1));
 			int			n = 0;
 			int			e;
 
@@ -1167,42 +1197,34 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 				Oid			argtypes[1] = {INT8ARRAYOID};
 				Datum		values[1] = {int8_array(gone, ngone)};
 
-				if (SPI_execute_with_args("DELETE FROM cdp.profiles WHERE profile_id = ANY ($1)",
+				if (SPI_execute_with_args("DELETE FROM cdp.profiles p USING unnest($1::int8[]) AS u(id)"
+										  " WHERE p.profile_id = u.id",
 										  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 					elog(ERROR, "could not update cdp.profiles");
 			}
 			for (i = 1; i <= (uint32) ncomps; i++)
-				if (comp_count[i] > 0)
+				if (comp_count[i] > 0 &&
+					(comp_changed[i] || i64map_lookup(given, comp_id[i]) != NULL))
 				{
 					ids[n] = comp_id[i];
 					counts[n] = comp_count[i];
-					changed[n] = comp_changed[i];
 					n++;
 				}
 			if (n > 0)
 			{
-				Oid			argtypes[3] = {INT8ARRAYOID, INT8ARRAYOID, BOOLARRAYOID};
-				Datum		values[3];
-				Datum	   *bd = palloc(sizeof(Datum) * n);
-				int			k;
+				Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
+				Datum		values[2];
 
-				for (k = 0; k < n; k++)
-					bd[k] = BoolGetDatum(changed[k]);
 				values[0] = int8_array(ids, n);
 				values[1] = int8_array(counts, n);
-				values[2] = PointerGetDatum(construct_array(bd, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-				/* updated_at of an unchanged profile arrives as -infinity */
 				if (SPI_execute_with_args("INSERT INTO cdp.profiles AS p"
 										  " (profile_id, created_at, updated_at, identifier_count)"
-										  " SELECT u.id, now(),"
-										  " CASE WHEN u.changed THEN now() ELSE '-infinity' END, u.n"
-										  " FROM unnest($1::int8[], $2::int8[], $3::bool[]) AS u(id, n, changed)"
+										  " SELECT u.id, now(), now(), u.n"
+										  " FROM unnest($1::int8[], $2::int8[]) AS u(id, n)"
 										  " ON CONFLICT (profile_id) DO UPDATE"
 										  " SET identifier_count = excluded.identifier_count,"
-										  " updated_at = now()"
-										  " WHERE p.identifier_count <> excluded.identifier_count"
-										  " OR excluded.updated_at > '-infinity'",
-										  3, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+										  " updated_at = excluded.updated_at",
+										  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
 					elog(ERROR, "could not update cdp.profiles");
 			}
 		}
@@ -1261,7 +1283,8 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 					if (g->nodes[i].internal)
 						ids[n++] = g->nodes[i].id;
 				values[0] = int8_array(ids, n);
-				if (SPI_execute_with_args("DELETE FROM cdp.identity_refusals WHERE identifier_id = ANY ($1)",
+				if (SPI_execute_with_args("DELETE FROM cdp.identity_refusals r USING unnest($1::int8[]) AS u(id)"
+										  " WHERE r.identifier_id = u.id",
 										  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 					elog(ERROR, "could not update cdp.identity_refusals");
 			}
