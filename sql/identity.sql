@@ -48,7 +48,8 @@ SELECT rows_read, identifiers_added, links_added, identifiers_recomputed,
        profiles_created, profiles_merged, profiles_split
 FROM cdp.refresh_identities();
 SELECT * FROM id_graph;
-SELECT l.event, l.old_profile_id, l.new_profile_id, l.cause, ia.value AS link_from, ib.value AS link_to
+SELECT l.event, l.old_profile_id, l.new_profile_id, l.cause,
+       least(ia.value, ib.value) AS link_end, greatest(ia.value, ib.value) AS other_end
 FROM cdp.profile_lineage l
 LEFT JOIN cdp.identifiers ia ON ia.identifier_id = l.link_a
 LEFT JOIN cdp.identifiers ib ON ib.identifier_id = l.link_b;

@@ -123,6 +123,16 @@ begin_as_owner(Source *s, SourceRun *run)
 	(void) set_config_option("search_path", s->search_path,
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/* the stored watermark is text: write and read it in one fixed style */
+	(void) set_config_option("datestyle", "ISO, MDY",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("intervalstyle", "postgres",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("extra_float_digits", "3",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 }
 
 static void
@@ -320,6 +330,7 @@ cdp_identity_read_source(PG_FUNCTION_ARGS)
 	TypeCacheEntry *wm_tce = NULL;
 	Datum		wm_max = (Datum) 0;
 	bool		have_max = false;
+	char	   *wm_text = NULL;
 	uint64		rows = 0;
 	const char **vals;
 	int		   *lens;
@@ -447,6 +458,16 @@ cdp_identity_read_source(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(portal);
+	if (have_max)
+	{
+		Form_pg_attribute att = TupleDescAttr(shape.desc, shape.wm_col);
+		Oid			outfunc;
+		bool		varlena;
+
+		/* still under the fixed date style */
+		getTypeOutputInfo(att->atttypid, &outfunc, &varlena);
+		wm_text = MemoryContextStrdup(outer, OidOutputFunctionCall(outfunc, wm_max));
+	}
 	end_as_owner(&run);
 	error_context_stack = errcb.previous;
 
@@ -456,15 +477,8 @@ cdp_identity_read_source(PG_FUNCTION_ARGS)
 		Datum		values[3];
 		char		nulls[3] = {' ', ' ', ' '};
 
-		if (have_max)
-		{
-			Form_pg_attribute att = TupleDescAttr(shape.desc, shape.wm_col);
-			Oid			outfunc;
-			bool		varlena;
-
-			getTypeOutputInfo(att->atttypid, &outfunc, &varlena);
-			values[0] = CStringGetTextDatum(OidOutputFunctionCall(outfunc, wm_max));
-		}
+		if (wm_text)
+			values[0] = CStringGetTextDatum(wm_text);
 		else
 			nulls[0] = 'n';
 		values[1] = Int64GetDatum((int64) rows);
