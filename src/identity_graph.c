@@ -42,6 +42,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -701,6 +702,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 		bool		found;
 		StitchRules *parsed;
 		bool	   *has_internal;
+		int			guc_level = 0;
 
 		if (round >= MAX_ROUNDS)
 			elog(ERROR, "identity recomputation did not converge");
@@ -736,6 +738,18 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			Datum		values[2];
 			int64	   *arr;
 			int			n;
+
+			/*
+			 * A few profiles out of many: index probes, never a scan of the
+			 * whole graph (a large share takes the full path above).
+			 */
+			guc_level = NewGUCNestLevel();
+			(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+			(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+			(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
 
 			arr = set_to_array(S, &n);
 			values[0] = int8_array(arr, n);
@@ -797,6 +811,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			}
 			la.collect = false;
 			for_each_row(g, sql, 1, argtypes, values, link_row, &la);
+			AtEOXact_GUC(true, guc_level);
 		}
 
 		/* "together" reaching outside the set: take the other profile in */
