@@ -4,7 +4,7 @@
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS demo_new_events;
 CREATE TABLE demo_new_events (LIKE events INCLUDING DEFAULTS);
-SELECT cdp.drop_source(name) FROM cdp.identity_sources WHERE name IN ('crm', 'events', 'dmp');
+DO $$ BEGIN PERFORM cdp.drop_source(name) FROM cdp.identity_sources WHERE name IN ('crm', 'events', 'dmp'); END $$;
 TRUNCATE cdp.identifiers, cdp.identity_links, cdp.profiles, cdp.profile_lineage, cdp.identity_runs,
          cdp.identity_refusals, cdp.identity_overrides, cdp.identity_suppressed, cdp.identity_kinds;
 
