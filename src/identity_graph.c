@@ -1,0 +1,1409 @@
+/*-------------------------------------------------------------------------
+ *
+ * identity_graph.c
+ *	  Recomputing profiles of the managed identity graph with stable ids:
+ *	  cdp.identity_recompute().
+ *
+ * The stored graph is cdp.identifiers (nodes, with their current profile)
+ * and cdp.identity_links (pairs seen in one source row).  A refresh only
+ * re-stitches the profiles its new links reach:
+ *
+ *	1. Load the touched identifiers, every identifier of their profiles, all
+ *	   links touching them and, as "external" nodes, the far ends of links
+ *	   that leave the set (refused links: hubs, limits; a hub's full degree
+ *	   is therefore known).
+ *	2. Run the stitching engine (stitch.c) over them with the stored rules:
+ *	   one row per link, ordered by the link's first_seen, so limits demote
+ *	   as they would in a full run.  Overrides: "apart" pairs become a
+ *	   synthetic kind with limit 1 attached to both ends before any link,
+ *	   so no link can join them; "together" pairs merge the engine's
+ *	   components afterwards, so they win over every rule.
+ *	3. If an external node ended up in a component with loaded nodes, the
+ *	   partial view was not enough (a link refused before is accepted now):
+ *	   its profile joins the set and the loop starts again.
+ *	4. Map components onto stable ids: each old profile claims the component
+ *	   holding most of its identifiers; a component takes the smallest id
+ *	   that claims it (the others are recorded as merged into it); parts
+ *	   nobody claims get new ids (recorded as splits of the profiles they
+ *	   came from).
+ *
+ * With NULL arrays everything is loaded at once: a full rebuild.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type_d.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/portal.h"
+#include "utils/timestamp.h"
+
+#include "normalize.h"
+#include "stitch.h"
+
+#define FETCH_BATCH 50000
+#define APART_PREFIX "cdp.apart."
+#define MAX_ROUNDS 1000
+
+/* -------------------------------------------------------- int64 hash map */
+
+typedef struct I64Entry
+{
+	int64		key;
+	int32		val;
+	char		status;
+} I64Entry;
+
+#define SH_PREFIX i64map
+#define SH_ELEMENT_TYPE I64Entry
+#define SH_KEY_TYPE int64
+#define SH_KEY key
+#define SH_HASH_KEY(tb, key) murmurhash32((uint32) (key) ^ (uint32) ((uint64) (key) >> 32))
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/* ---------------------------------------------------------------- nodes */
+
+typedef struct GNode
+{
+	int64		id;
+	int64		old_profile;	/* 0: none */
+	const char *value;
+	int			len;
+	int			kind;			/* index into Graph.kinds */
+	uint32		hash;
+	int32		comp;			/* component after the run; 0: refused */
+	bool		internal;		/* recomputed (else: far end of a link) */
+} GNode;
+
+typedef struct GLink
+{
+	uint32		a;
+	uint32		b;
+	TimestampTz first_seen;
+} GLink;
+
+typedef struct GOverride
+{
+	bool		together;
+	int64		a;
+	int64		b;
+} GOverride;
+
+typedef struct GRefusal
+{
+	uint32		node;
+	const char *reason;
+	char	   *linked_kind;
+	char	   *linked_value;
+	bool		has_at;
+	TimestampTz at;
+	char	   *detail;
+} GRefusal;
+
+typedef struct Graph
+{
+	MemoryContext mcxt;			/* one round's data */
+	int			nkinds;
+	char	  **kinds;			/* by priority */
+	int		   *engine_kind;	/* per kind, in the current engine */
+	GNode	   *nodes;
+	uint32		nnodes;
+	uint32		cap;
+	GLink	   *links;
+	uint64		nlinks;
+	uint64		linkcap;
+	i64map_hash *byid;
+	struct kv_hash *byvalue;
+	GRefusal   *refusals;
+	int			nrefusals;
+	int			refcap;
+	int			lastkind;		/* lookup cache */
+	const char *lastkindname;
+} Graph;
+
+typedef struct KvEntry
+{
+	uint32		node;
+	char		status;
+} KvEntry;
+
+static inline uint32 kv_hash_of(Graph *g, uint32 node);
+static inline bool kv_equal(Graph *g, uint32 a, uint32 b);
+
+#define SH_PREFIX kv
+#define SH_ELEMENT_TYPE KvEntry
+#define SH_KEY_TYPE uint32
+#define SH_KEY node
+#define SH_HASH_KEY(tb, key) kv_hash_of((Graph *) (tb)->private_data, key)
+#define SH_EQUAL(tb, a, b) kv_equal((Graph *) (tb)->private_data, a, b)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+static inline uint32
+kv_hash_of(Graph *g, uint32 node)
+{
+	return g->nodes[node].hash;
+}
+
+static inline bool
+kv_equal(Graph *g, uint32 a, uint32 b)
+{
+	const GNode *x = &g->nodes[a];
+	const GNode *y = &g->nodes[b];
+
+	return x->kind == y->kind && x->len == y->len &&
+		memcmp(x->value, y->value, x->len) == 0;
+}
+
+static int	kind_index(Graph *g, const char *name, bool missing_ok);
+
+/* For the engine's kind names, whose pointers stay put while it lives. */
+static int
+engine_kind_index(Graph *g, const char *name)
+{
+	if (g->lastkindname != name)
+	{
+		g->lastkind = kind_index(g, name, true);
+		g->lastkindname = name;
+	}
+	return g->lastkind;
+}
+
+static int
+kind_index(Graph *g, const char *name, bool missing_ok)
+{
+	int			i;
+
+	for (i = 0; i < g->nkinds; i++)
+		if (strcmp(g->kinds[i], name) == 0)
+			return i;
+	if (missing_ok)
+		return -1;
+	/* a kind that lost its cdp.identity_kinds row: lowest priority */
+	g->kinds = repalloc(g->kinds, sizeof(char *) * (g->nkinds + 1));
+	g->kinds[g->nkinds] = MemoryContextStrdup(GetMemoryChunkContext(g->kinds), name);
+	return g->nkinds++;
+}
+
+/* Add a node; returns its index, or the existing one. */
+static uint32
+add_node(Graph *g, int64 id, const char *kind, const char *value, int len,
+		 int64 profile, bool internal)
+{
+	bool		found;
+	I64Entry   *e;
+	GNode	   *n;
+
+	e = i64map_insert(g->byid, id, &found);
+	if (found)
+	{
+		if (internal)
+			g->nodes[e->val].internal = true;
+		return (uint32) e->val;
+	}
+	if (g->nnodes == g->cap)
+	{
+		g->cap *= 2;
+		g->nodes = repalloc_huge(g->nodes, sizeof(GNode) * (Size) g->cap);
+	}
+	e->val = (int32) g->nnodes;
+	n = &g->nodes[g->nnodes];
+	n->id = id;
+	n->old_profile = profile;
+	n->value = value;
+	n->len = len;
+	n->kind = kind_index(g, kind, false);
+	n->hash = (uint32) hash_bytes_extended((const unsigned char *) value, len, n->kind);
+	n->comp = 0;
+	n->internal = internal;
+	(void) kv_insert(g->byvalue, g->nnodes, &found);
+	Assert(!found);
+	return g->nnodes++;
+}
+
+/* Node of (kind, value), or -1.  The slot after the last node is the probe. */
+static int64
+find_node(Graph *g, int kind, const char *value, int len)
+{
+	GNode	   *probe;
+	KvEntry    *e;
+
+	if (g->nnodes == g->cap)
+	{
+		g->cap *= 2;
+		g->nodes = repalloc_huge(g->nodes, sizeof(GNode) * (Size) g->cap);
+	}
+	probe = &g->nodes[g->nnodes];
+	probe->kind = kind;
+	probe->value = value;
+	probe->len = len;
+	probe->hash = (uint32) hash_bytes_extended((const unsigned char *) value, len, kind);
+	e = kv_lookup(g->byvalue, g->nnodes);
+	return e ? (int64) e->node : -1;
+}
+
+static Datum
+int8_array(const int64 *vals, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = Int64GetDatum(vals[i]);
+	return PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static Datum
+text_array(char **vals, bool *nulls, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = nulls && nulls[i] ? (Datum) 0 : CStringGetTextDatum(vals[i]);
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID, -1,
+											  false, TYPALIGN_INT));
+}
+
+static int64 *
+set_to_array(i64map_hash *set, int *n)
+{
+	i64map_iterator it;
+	I64Entry   *e;
+	int64	   *out = palloc(sizeof(int64) * Max(set->members, 1));
+	int			k = 0;
+
+	i64map_start_iterate(set, &it);
+	while ((e = i64map_iterate(set, &it)) != NULL)
+		out[k++] = e->key;
+	*n = k;
+	return out;
+}
+
+/* Run a query through a cursor, calling fn on every row. */
+typedef void (*RowFn) (Graph *g, HeapTuple tup, TupleDesc desc, void *arg);
+
+static void
+for_each_row(Graph *g, const char *sql, int nargs, Oid *argtypes, Datum *values,
+			 RowFn fn, void *arg)
+{
+	Portal		portal;
+
+	portal = SPI_cursor_open_with_args(NULL, sql, nargs, argtypes, values, NULL, true, 0);
+	for (;;)
+	{
+		uint64		i;
+
+		SPI_cursor_fetch(portal, true, FETCH_BATCH);
+		if (SPI_processed == 0)
+			break;
+		for (i = 0; i < SPI_processed; i++)
+			fn(g, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, arg);
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+}
+
+static void
+node_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
+{
+	bool		internal = *(bool *) arg;
+	bool		isnull;
+	int64		id = DatumGetInt64(heap_getattr(tup, 1, desc, &isnull));
+	text	   *kind = DatumGetTextPP(heap_getattr(tup, 2, desc, &isnull));
+	text	   *value = DatumGetTextPP(heap_getattr(tup, 3, desc, &isnull));
+	Datum		p = heap_getattr(tup, 4, desc, &isnull);
+	MemoryContext old = MemoryContextSwitchTo(g->mcxt);
+	char	   *k = text_to_cstring(kind);
+	int			len = VARSIZE_ANY_EXHDR(value);
+	char	   *v = palloc(len + 1);
+
+	memcpy(v, VARDATA_ANY(value), len);
+	v[len] = '\0';
+	(void) add_node(g, id, k, v, len, isnull ? 0 : DatumGetInt64(p), internal);
+	pfree(k);
+	MemoryContextSwitchTo(old);
+}
+
+typedef struct LinkArg
+{
+	i64map_hash *missing;		/* far ends not loaded yet */
+	bool		collect;
+} LinkArg;
+
+static void
+link_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
+{
+	LinkArg    *la = arg;
+	bool		isnull;
+	int64		a = DatumGetInt64(heap_getattr(tup, 1, desc, &isnull));
+	int64		b = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
+	TimestampTz at = DatumGetTimestampTz(heap_getattr(tup, 3, desc, &isnull));
+	I64Entry   *ea = i64map_lookup(g->byid, a);
+	I64Entry   *eb = i64map_lookup(g->byid, b);
+	GLink	   *l;
+
+	if (la->collect)
+	{
+		bool		found;
+
+		if (ea == NULL)
+			(void) i64map_insert(la->missing, a, &found);
+		if (eb == NULL)
+			(void) i64map_insert(la->missing, b, &found);
+		return;
+	}
+	if (ea == NULL || eb == NULL)
+		elog(ERROR, "identity link (" INT64_FORMAT ", " INT64_FORMAT ") has a missing end", a, b);
+	if (g->nlinks == g->linkcap)
+	{
+		g->linkcap *= 2;
+		g->links = repalloc_huge(g->links, sizeof(GLink) * (Size) g->linkcap);
+	}
+	l = &g->links[g->nlinks++];
+	l->a = (uint32) ea->val;
+	l->b = (uint32) eb->val;
+	l->first_seen = at;
+}
+
+/* ------------------------------------------------------ engine callbacks */
+
+static bool
+suppress_filter(const char *kind, const char *value, int len, void *arg)
+{
+	HTAB	   *h = arg;
+	char		key[NAMEDATALEN + 66];
+	char		hex[65];
+
+	cdp_sha256_hex(value, len, hex);
+	snprintf(key, sizeof(key), "%s:%s", kind, hex);
+	return hash_search(h, key, HASH_FIND, NULL) != NULL;
+}
+
+static void
+identifier_cb(const char *kind, const char *value, int len, int64 profile_id, void *arg)
+{
+	Graph	   *g = arg;
+	int			k;
+	int64		node;
+
+	if (strncmp(kind, APART_PREFIX, strlen(APART_PREFIX)) == 0)
+		return;
+	k = engine_kind_index(g, kind);
+	node = k < 0 ? -1 : find_node(g, k, value, len);
+	if (node < 0)
+		elog(ERROR, "stitching returned an identifier that was not loaded");
+	g->nodes[node].comp = (int32) profile_id;
+}
+
+static void
+refusal_cb(const StitchRefusal *r, void *arg)
+{
+	Graph	   *g = arg;
+	GRefusal   *out;
+	int64		node;
+	int			k;
+	char		buf[NAMEDATALEN + 16];
+	const char *reason;
+
+	if (strncmp(r->kind, APART_PREFIX, strlen(APART_PREFIX)) == 0)
+		return;
+	k = engine_kind_index(g, r->kind);
+	node = k < 0 ? -1 : find_node(g, k, r->value, r->len);
+	if (node < 0 || !g->nodes[node].internal)
+		return;
+	if (g->nrefusals == g->refcap)
+	{
+		g->refcap = Max(g->refcap * 2, 64);
+		g->refusals = g->refusals ? repalloc(g->refusals, sizeof(GRefusal) * g->refcap)
+			: MemoryContextAlloc(g->mcxt, sizeof(GRefusal) * g->refcap);
+	}
+	out = &g->refusals[g->nrefusals++];
+	memset(out, 0, sizeof(GRefusal));
+	out->node = (uint32) node;
+	if (r->reason == STITCH_LIMIT && strncmp(r->limit_kind, APART_PREFIX, strlen(APART_PREFIX)) == 0)
+		reason = "override:apart";
+	else
+		reason = stitch_reason_name(r->reason, r->limit_kind, buf, sizeof(buf));
+	out->reason = MemoryContextStrdup(g->mcxt, reason);
+	if (r->linked_kind)
+	{
+		out->linked_kind = MemoryContextStrdup(g->mcxt, r->linked_kind);
+		out->linked_value = MemoryContextAlloc(g->mcxt, r->linked_len + 1);
+		memcpy(out->linked_value, r->linked_value, r->linked_len);
+		out->linked_value[r->linked_len] = '\0';
+	}
+	out->has_at = r->has_at;
+	out->at = r->at;
+	switch (r->reason)
+	{
+		case STITCH_BLOCKED:
+			if (r->pattern)
+				out->detail = MemoryContextStrdup(g->mcxt,
+												  psprintf(r->pattern_is_regex ? "matches regex %s" : "blocked value \"%s\"",
+														   r->pattern));
+			break;
+		case STITCH_SUPPRESSED:
+			out->detail = MemoryContextStrdup(g->mcxt, "erased by cdp.forget()");
+			break;
+		case STITCH_HUB:
+			out->detail = MemoryContextStrdup(g->mcxt,
+											  psprintf(INT64_FORMAT " distinct neighbours, max_degree " INT64_FORMAT,
+													   r->observed, r->bound));
+			break;
+		case STITCH_LIMIT:
+			if (strcmp(reason, "override:apart") == 0)
+				out->detail = MemoryContextStrdup(g->mcxt, "kept apart by cdp.force_apart()");
+			else
+				out->detail = MemoryContextStrdup(g->mcxt,
+												  psprintf("would make " INT64_FORMAT " values of %s, limit " INT64_FORMAT,
+														   r->observed, r->limit_kind, r->bound));
+			break;
+		case STITCH_MAX_PROFILE_SIZE:
+			out->detail = MemoryContextStrdup(g->mcxt,
+											  psprintf("would make " INT64_FORMAT " identifiers, max_profile_size " INT64_FORMAT,
+													   r->observed, r->bound));
+			break;
+	}
+}
+
+/* ------------------------------------------------------------- mapping */
+
+typedef struct Pair
+{
+	int64		profile;
+	int32		comp;
+	int32		count;
+} Pair;
+
+static int
+pair_cmp(const void *a, const void *b)
+{
+	const Pair *x = a;
+	const Pair *y = b;
+
+	if (x->profile != y->profile)
+		return x->profile < y->profile ? -1 : 1;
+	return x->comp < y->comp ? -1 : (x->comp > y->comp ? 1 : 0);
+}
+
+typedef struct Event
+{
+	const char *event;
+	int64		old_id;
+	int64		new_id;			/* 0: none */
+	int64		link_a;
+	int64		link_b;
+	TimestampTz link_at;
+} Event;
+
+static int32
+comp_find(int32 *parent, int32 x)
+{
+	while (parent[x] != x)
+	{
+		parent[x] = parent[parent[x]];
+		x = parent[x];
+	}
+	return x;
+}
+
+/* -------------------------------------------------------- the function */
+
+/* cdp.identity_recompute(run_id, cause, identifier_ids, profile_ids) */
+PG_FUNCTION_INFO_V1(cdp_identity_recompute);
+Datum
+cdp_identity_recompute(PG_FUNCTION_ARGS)
+{
+	int64		run_id = PG_GETARG_INT64(0);
+	char	   *cause = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	bool		full = PG_ARGISNULL(2) && PG_ARGISNULL(3);
+	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext keep;
+	i64map_hash *S;				/* profiles to recompute */
+	i64map_hash *T;				/* identifiers to recompute */
+	i64map_hash *given;			/* profiles named by the caller */
+	Jsonb	   *base_rules = NULL;
+	HTAB	   *suppressed = NULL;
+	GOverride  *overrides = NULL;
+	int			noverrides = 0;
+	char	  **kinds = NULL;
+	int			nkinds = 0;
+	Graph	   *g = NULL;
+	StitchEngine *engine = NULL;
+	int32	   *parent = NULL;
+	int32		ncomps = 0;
+	int			round;
+	TupleDesc	rdesc;
+	Datum		result[6];
+	bool		rnulls[6] = {false, false, false, false, false, false};
+	int64		n_created = 0,
+				n_merged = 0,
+				n_split = 0,
+				n_deleted = 0,
+				n_internal = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &rdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	rdesc = BlessTupleDesc(rdesc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	keep = AllocSetContextCreate(outer, "cdp identity recompute", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(keep);
+	S = i64map_create(keep, 64, NULL);
+	T = i64map_create(keep, 64, NULL);
+	given = i64map_create(keep, 64, NULL);
+
+	if (!full)
+	{
+		int			i;
+		bool		found;
+
+		if (!PG_ARGISNULL(2))
+		{
+			Datum	   *d;
+			bool	   *nulls;
+			int			n;
+
+			deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), INT8OID, 8, FLOAT8PASSBYVAL,
+							  TYPALIGN_DOUBLE, &d, &nulls, &n);
+			for (i = 0; i < n; i++)
+				if (!nulls[i])
+					(void) i64map_insert(T, DatumGetInt64(d[i]), &found);
+		}
+		if (!PG_ARGISNULL(3))
+		{
+			Datum	   *d;
+			bool	   *nulls;
+			int			n;
+
+			deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), INT8OID, 8, FLOAT8PASSBYVAL,
+							  TYPALIGN_DOUBLE, &d, &nulls, &n);
+			for (i = 0; i < n; i++)
+				if (!nulls[i])
+				{
+					(void) i64map_insert(S, DatumGetInt64(d[i]), &found);
+					(void) i64map_insert(given, DatumGetInt64(d[i]), &found);
+				}
+		}
+
+		/*
+		 * Touching a large part of the graph: one pass over everything is
+		 * cheaper than looking up that many ids (and gives the same result).
+		 */
+		if (T->members + S->members >= 10000)
+		{
+			double		total;
+			bool		isnull;
+
+			if (SPI_execute("SELECT (CASE WHEN c.reltuples >= 0 THEN c.reltuples"
+							" ELSE (SELECT count(*) FROM cdp.identifiers) END)::float8"
+							" FROM pg_catalog.pg_class c"
+							" WHERE c.oid = 'cdp.identifiers'::pg_catalog.regclass",
+							true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not count cdp.identifiers");
+			total = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+			if ((double) (T->members + 4 * S->members) >= 0.3 * total)
+				full = true;
+		}
+	}
+
+	/* rules, kinds, erased identifiers, overrides: small, read once */
+	if (SPI_execute("SELECT rules FROM cdp.identity_settings", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.identity_settings");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			base_rules = DatumGetJsonbPCopy(d);
+	}
+	if (SPI_execute("SELECT kind FROM cdp.identity_kinds ORDER BY priority", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.identity_kinds");
+	kinds = palloc(sizeof(char *) * (SPI_processed + 1));
+	for (nkinds = 0; nkinds < (int) SPI_processed; nkinds++)
+		kinds[nkinds] = MemoryContextStrdup(keep, SPI_getvalue(SPI_tuptable->vals[nkinds],
+															   SPI_tuptable->tupdesc, 1));
+	if (SPI_execute("SELECT kind, value_sha256 FROM cdp.identity_suppressed", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.identity_suppressed");
+	if (SPI_processed > 0)
+	{
+		HASHCTL		ctl;
+		uint64		i;
+
+		ctl.keysize = NAMEDATALEN + 66;
+		ctl.entrysize = NAMEDATALEN + 66;
+		ctl.hcxt = keep;
+		suppressed = hash_create("cdp suppressed identifiers", SPI_processed, &ctl,
+								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			char		key[NAMEDATALEN + 66];
+
+			snprintf(key, sizeof(key), "%s:%s",
+					 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1),
+					 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+			(void) hash_search(suppressed, key, HASH_ENTER, NULL);
+		}
+	}
+	if (SPI_execute("SELECT o.action = 'together', ia.identifier_id, ib.identifier_id"
+					" FROM cdp.identity_overrides o"
+					" JOIN cdp.identifiers ia ON ia.kind = o.kind_a AND ia.value = o.value_a"
+					" JOIN cdp.identifiers ib ON ib.kind = o.kind_b AND ib.value = o.value_b"
+					" ORDER BY o.override_id", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.identity_overrides");
+	noverrides = (int) SPI_processed;
+	overrides = palloc(sizeof(GOverride) * Max(noverrides, 1));
+	for (round = 0; round < noverrides; round++)
+	{
+		bool		isnull;
+		HeapTuple	tup = SPI_tuptable->vals[round];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+
+		overrides[round].together = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+		overrides[round].a = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		overrides[round].b = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+
+	for (round = 0;; round++)
+	{
+		bool		expanded = false;
+		bool		internal;
+		LinkArg		la;
+		Jsonb	   *rules = base_rules;
+		StringInfoData apart;
+		int			napart = 0;
+		uint32		i;
+		int			o;
+		bool		found;
+		StitchRules *parsed;
+		bool	   *has_internal;
+		int			guc_level = 0;
+
+		if (round >= MAX_ROUNDS)
+			elog(ERROR, "identity recomputation did not converge");
+		if (g)
+		{
+			if (engine)
+				stitch_destroy(engine);
+			engine = NULL;
+			MemoryContextDelete(g->mcxt);
+		}
+		g = MemoryContextAllocZero(keep, sizeof(Graph));
+		g->mcxt = AllocSetContextCreate(keep, "cdp identity round", ALLOCSET_DEFAULT_SIZES);
+		MemoryContextSwitchTo(g->mcxt);
+		g->kinds = palloc(sizeof(char *) * (nkinds + 1));
+		memcpy(g->kinds, kinds, sizeof(char *) * nkinds);
+		g->nkinds = nkinds;
+		g->lastkind = -1;
+		g->cap = 1024;
+		g->nodes = MemoryContextAllocHuge(g->mcxt, sizeof(GNode) * (Size) g->cap);
+		g->linkcap = 1024;
+		g->links = MemoryContextAllocHuge(g->mcxt, sizeof(GLink) * (Size) g->linkcap);
+		g->byid = i64map_create(g->mcxt, 1024, NULL);
+		g->byvalue = kv_create(g->mcxt, 1024, g);
+
+		/* 1. the identifiers to recompute, then the links touching them */
+		internal = true;
+		if (full)
+			for_each_row(g, "SELECT identifier_id, kind, value, profile_id FROM cdp.identifiers",
+						 0, NULL, NULL, node_row, &internal);
+		else
+		{
+			Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
+			Datum		values[2];
+			int64	   *arr;
+			int			n;
+
+			/*
+			 * A few profiles out of many: index probes, never a scan of the
+			 * whole graph (a large share takes the full path above).
+			 */
+			guc_level = NewGUCNestLevel();
+			(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+			(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+			(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+
+			arr = set_to_array(S, &n);
+			values[0] = int8_array(arr, n);
+			arr = set_to_array(T, &n);
+			values[1] = int8_array(arr, n);
+			/* joins with unnest(): the planner never walks the arrays */
+			for_each_row(g, "WITH t AS (SELECT DISTINCT id FROM unnest($2::int8[]) AS u(id)),"
+						 " p AS (SELECT id FROM unnest($1::int8[]) AS u(id)"
+						 " UNION SELECT i.profile_id FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id"
+						 " WHERE i.profile_id IS NOT NULL)"
+						 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+						 " FROM cdp.identifiers i JOIN p ON i.profile_id = p.id"
+						 " UNION"
+						 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+						 " FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id",
+						 2, argtypes, values, node_row, &internal);
+		}
+		n_internal = g->nnodes;
+		for (i = 0; i < g->nnodes; i++)
+			if (g->nodes[i].old_profile != 0)
+				(void) i64map_insert(S, g->nodes[i].old_profile, &found);
+
+		la.collect = false;
+		la.missing = NULL;
+		if (full)
+			for_each_row(g, "SELECT a, b, first_seen FROM cdp.identity_links",
+						 0, NULL, NULL, link_row, &la);
+		else
+		{
+			Oid			argtypes[1] = {INT8ARRAYOID};
+			Datum		values[1];
+			int64	   *ids = palloc(sizeof(int64) * Max(g->nnodes, 1));
+			const char *sql = "SELECT l.a, l.b, l.first_seen"
+				" FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.a = u.id"
+				" UNION"
+				" SELECT l.a, l.b, l.first_seen"
+				" FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.b = u.id";
+
+			for (i = 0; i < g->nnodes; i++)
+				ids[i] = g->nodes[i].id;
+			values[0] = int8_array(ids, g->nnodes);
+			/* far ends first, so that every link finds both its nodes */
+			la.collect = true;
+			la.missing = i64map_create(g->mcxt, 1024, NULL);
+			for_each_row(g, sql, 1, argtypes, values, link_row, &la);
+			if (la.missing->members > 0)
+			{
+				Datum		ext[1];
+				int64	   *arr;
+				int			n;
+				bool		external = false;
+
+				arr = set_to_array(la.missing, &n);
+				ext[0] = int8_array(arr, n);
+				for_each_row(g, "SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+							 " FROM cdp.identifiers i JOIN unnest($1::int8[]) AS u(id)"
+							 " ON i.identifier_id = u.id",
+							 1, argtypes, ext, node_row, &external);
+			}
+			la.collect = false;
+			for_each_row(g, sql, 1, argtypes, values, link_row, &la);
+			AtEOXact_GUC(true, guc_level);
+		}
+
+		/* "together" reaching outside the set: take the other profile in */
+		for (o = 0; o < noverrides; o++)
+		{
+			I64Entry   *ea = i64map_lookup(g->byid, overrides[o].a);
+			I64Entry   *eb = i64map_lookup(g->byid, overrides[o].b);
+			bool		ia = ea && g->nodes[ea->val].internal;
+			bool		ib = eb && g->nodes[eb->val].internal;
+
+			if (!overrides[o].together || ia == ib || full)
+				continue;
+			if (ia && eb && g->nodes[eb->val].old_profile != 0)
+				(void) i64map_insert(S, g->nodes[eb->val].old_profile, &found);
+			else if (ia)
+				(void) i64map_insert(T, overrides[o].b, &found);
+			else if (ea && g->nodes[ea->val].old_profile != 0)
+				(void) i64map_insert(S, g->nodes[ea->val].old_profile, &found);
+			else
+				(void) i64map_insert(T, overrides[o].a, &found);
+			expanded = true;
+		}
+		if (expanded)
+			continue;
+
+		/* 2. stitch: "apart" pairs get a kind of their own, limit 1 */
+		initStringInfo(&apart);
+		appendStringInfoChar(&apart, '{');
+		for (o = 0; o < noverrides; o++)
+			if (!overrides[o].together &&
+				i64map_lookup(g->byid, overrides[o].a) &&
+				i64map_lookup(g->byid, overrides[o].b))
+			{
+				if (napart++ > 0)
+					appendStringInfoString(&apart, ", ");
+				appendStringInfo(&apart, "\"%s%d\": 1", APART_PREFIX, o);
+			}
+		appendStringInfoChar(&apart, '}');
+		if (napart > 0)
+		{
+			Oid			argtypes[2] = {JSONBOID, TEXTOID};
+			Datum		values[2];
+			char		nulls[2] = {base_rules ? ' ' : 'n', ' '};
+			bool		isnull;
+
+			values[0] = base_rules ? JsonbPGetDatum(base_rules) : (Datum) 0;
+			values[1] = CStringGetTextDatum(apart.data);
+			if (SPI_execute_with_args("SELECT coalesce($1, '{}') || jsonb_build_object('limits',"
+									  " coalesce($1->'limits', '{}') || $2::jsonb)",
+									  2, argtypes, values, nulls, true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "could not build the override rules");
+			rules = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		parsed = stitch_rules_parse(rules);
+		engine = stitch_create(parsed);
+		if (suppressed)
+			stitch_set_filter(engine, suppress_filter, suppressed);
+		g->engine_kind = palloc(sizeof(int) * (g->nkinds + 1));
+		for (i = 0; i < (uint32) g->nkinds; i++)
+			g->engine_kind[i] = stitch_kind(engine, g->kinds[i]);
+		for (i = 0; i < g->nnodes; i++)
+		{
+			const char *v = g->nodes[i].value;
+			int			len = g->nodes[i].len;
+			int			k = g->engine_kind[g->nodes[i].kind];
+
+			stitch_add_row(engine, 1, &k, &v, &len, 0, true);
+		}
+		for (o = 0, napart = 0; o < noverrides; o++)
+		{
+			I64Entry   *ea = i64map_lookup(g->byid, overrides[o].a);
+			I64Entry   *eb = i64map_lookup(g->byid, overrides[o].b);
+			int			k[2];
+			const char *v[2];
+			int			len[2];
+
+			if (overrides[o].together || !ea || !eb)
+				continue;
+			k[1] = stitch_kind(engine, psprintf("%s%d", APART_PREFIX, o));
+			len[1] = 1;
+			k[0] = g->engine_kind[g->nodes[ea->val].kind];
+			v[0] = g->nodes[ea->val].value;
+			len[0] = g->nodes[ea->val].len;
+			v[1] = "1";
+			stitch_add_row(engine, 2, k, v, len, DT_NOBEGIN, false);
+			k[0] = g->engine_kind[g->nodes[eb->val].kind];
+			v[0] = g->nodes[eb->val].value;
+			len[0] = g->nodes[eb->val].len;
+			v[1] = "2";
+			stitch_add_row(engine, 2, k, v, len, DT_NOBEGIN, false);
+		}
+		for (i = 0; i < g->nlinks; i++)
+		{
+			const GNode *a = &g->nodes[g->links[i].a];
+			const GNode *b = &g->nodes[g->links[i].b];
+			int			k[2] = {g->engine_kind[a->kind], g->engine_kind[b->kind]};
+			const char *v[2] = {a->value, b->value};
+			int			len[2] = {a->len, b->len};
+
+			stitch_add_row(engine, 2, k, v, len, g->links[i].first_seen, false);
+		}
+		stitch_finish(engine);
+		stitch_foreach_identifier(engine, identifier_cb, g);
+		stitch_foreach_refusal(engine, refusal_cb, g);
+		{
+			StitchStats st;
+
+			stitch_get_stats(engine, &st);
+			ncomps = (int32) st.profiles;
+		}
+
+		/* "together" pairs: merge their components */
+		parent = palloc(sizeof(int32) * (ncomps + 1));
+		for (i = 0; i <= (uint32) ncomps; i++)
+			parent[i] = (int32) i;
+		for (o = 0; o < noverrides; o++)
+		{
+			I64Entry   *ea = i64map_lookup(g->byid, overrides[o].a);
+			I64Entry   *eb = i64map_lookup(g->byid, overrides[o].b);
+			int32		ca,
+						cb;
+
+			if (!overrides[o].together || !ea || !eb)
+				continue;
+			ca = g->nodes[ea->val].comp;
+			cb = g->nodes[eb->val].comp;
+			if (ca == 0 || cb == 0)
+				continue;
+			ca = comp_find(parent, ca);
+			cb = comp_find(parent, cb);
+			if (ca != cb)
+				parent[Max(ca, cb)] = Min(ca, cb);
+		}
+		for (i = 0; i < g->nnodes; i++)
+			if (g->nodes[i].comp != 0)
+				g->nodes[i].comp = comp_find(parent, g->nodes[i].comp);
+
+		/* 3. a far end pulled into a recomputed component: widen the set */
+		has_internal = palloc0(sizeof(bool) * (ncomps + 1));
+		for (i = 0; i < g->nnodes; i++)
+			if (g->nodes[i].internal && g->nodes[i].comp != 0)
+				has_internal[g->nodes[i].comp] = true;
+		for (i = 0; i < g->nnodes; i++)
+		{
+			GNode	   *n = &g->nodes[i];
+
+			if (n->internal || n->comp == 0 || !has_internal[n->comp])
+				continue;
+			if (n->old_profile != 0)
+				(void) i64map_insert(S, n->old_profile, &found);
+			else
+				(void) i64map_insert(T, n->id, &found);
+			expanded = true;
+		}
+		if (!expanded)
+			break;
+	}
+
+	/* 4. stable ids */
+	{
+		Pair	   *pairs = palloc(sizeof(Pair) * Max(g->nnodes, 1));
+		int64		npairs = 0;
+		int64	   *comp_id = palloc0(sizeof(int64) * (ncomps + 1));
+		int32	   *comp_count = palloc0(sizeof(int32) * (ncomps + 1));
+		bool	   *comp_changed = palloc0(sizeof(bool) * (ncomps + 1));
+		i64map_hash *claim = i64map_create(g->mcxt, 64, NULL);	/* profile -> comp */
+		i64map_hash *merged = i64map_create(g->mcxt, 64, NULL);	/* profile -> event */
+		Event	   *events;
+		int			nevents = 0;
+		int			evcap = 64;
+		int64		p,
+					q;
+		uint32		i;
+		bool		found;
+		int32		nnew = 0;
+
+		events = palloc(sizeof(Event) * evcap);
+		for (i = 0; i < g->nnodes; i++)
+		{
+			GNode	   *n = &g->nodes[i];
+
+			if (!n->internal)
+				continue;
+			if (n->comp != 0)
+				comp_count[n->comp]++;
+			if (n->old_profile != 0 && n->comp != 0)
+			{
+				pairs[npairs].profile = n->old_profile;
+				pairs[npairs].comp = n->comp;
+				pairs[npairs].count = 1;
+				npairs++;
+			}
+		}
+		qsort(pairs, npairs, sizeof(Pair), pair_cmp);
+		/* run-length: one pair per (profile, comp) with its count */
+		for (p = 0, q = 0; p < npairs; p++)
+		{
+			if (q > 0 && pairs[q - 1].profile == pairs[p].profile &&
+				pairs[q - 1].comp == pairs[p].comp)
+				pairs[q - 1].count++;
+			else
+				pairs[q++] = pairs[p];
+		}
+		npairs = q;
+		/* each old profile claims the component with most of its members */
+		for (p = 0; p < npairs;)
+		{
+			int64		e = p;
+			int64		best = p;
+
+			while (e < npairs && pairs[e].profile == pairs[p].profile)
+			{
+				if (pairs[e].count > pairs[best].count)
+					best = e;
+				e++;
+			}
+			i64map_insert(claim, pairs[p].profile, &found)->val = pairs[best].comp;
+			if (comp_id[pairs[best].comp] == 0 || pairs[p].profile < comp_id[pairs[best].comp])
+				comp_id[pairs[best].comp] = pairs[p].profile;
+			p = e;
+		}
+		/* components nobody claims: new ids, in the engine's order */
+		for (i = 1; i <= (uint32) ncomps; i++)
+			if (comp_count[i] > 0 && comp_id[i] == 0)
+				nnew++;
+		if (nnew > 0)
+		{
+			Oid			argtypes[1] = {INT4OID};
+			Datum		values[1] = {Int32GetDatum(nnew)};
+			uint64		k = 0;
+
+			if (SPI_execute_with_args("SELECT nextval('cdp.profile_id_seq') FROM generate_series(1, $1)",
+									  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT ||
+				SPI_processed != (uint64) nnew)
+				elog(ERROR, "could not allocate profile ids");
+			for (i = 1; i <= (uint32) ncomps; i++)
+				if (comp_count[i] > 0 && comp_id[i] == 0)
+				{
+					bool		isnull;
+
+					comp_id[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[k++],
+															 SPI_tuptable->tupdesc, 1, &isnull));
+					comp_changed[i] = true;
+				}
+			n_created = nnew;
+		}
+		/* events: merges into the claimed component, splits elsewhere */
+		for (p = 0; p < npairs; p++)
+		{
+			I64Entry   *c = i64map_lookup(claim, pairs[p].profile);
+			int64		target = comp_id[pairs[p].comp];
+			Event	   *ev;
+
+			if (target == pairs[p].profile)
+				continue;
+			comp_changed[pairs[p].comp] = true;
+			if (nevents == evcap)
+			{
+				evcap *= 2;
+				events = repalloc(events, sizeof(Event) * evcap);
+			}
+			ev = &events[nevents];
+			memset(ev, 0, sizeof(Event));
+			ev->old_id = pairs[p].profile;
+			ev->new_id = target;
+			if (c->val == pairs[p].comp)
+			{
+				ev->event = "merge";
+				i64map_insert(merged, pairs[p].profile, &found)->val = nevents;
+				n_merged++;
+			}
+			else
+			{
+				ev->event = "split";
+				comp_changed[c->val] = true;
+				n_split++;
+			}
+			nevents++;
+		}
+		/* profiles left without any identifier */
+		{
+			i64map_iterator it;
+			I64Entry   *e;
+
+			i64map_start_iterate(S, &it);
+			while ((e = i64map_iterate(S, &it)) != NULL)
+			{
+				if (i64map_lookup(claim, e->key) != NULL)
+					continue;
+				if (nevents == evcap)
+				{
+					evcap *= 2;
+					events = repalloc(events, sizeof(Event) * evcap);
+				}
+				memset(&events[nevents], 0, sizeof(Event));
+				events[nevents].event = "delete";
+				events[nevents].old_id = e->key;
+				nevents++;
+				n_deleted++;
+			}
+			/* in a full rebuild S is empty: find them in the loaded rows */
+			for (i = 0; full && i < g->nnodes; i++)
+			{
+				int64		op = g->nodes[i].old_profile;
+
+				if (op == 0 || i64map_lookup(claim, op) != NULL)
+					continue;
+				i64map_insert(claim, op, &found)->val = 0;
+				if (nevents == evcap)
+				{
+					evcap *= 2;
+					events = repalloc(events, sizeof(Event) * evcap);
+				}
+				memset(&events[nevents], 0, sizeof(Event));
+				events[nevents].event = "delete";
+				events[nevents].old_id = op;
+				nevents++;
+				n_deleted++;
+			}
+		}
+		/* the newest link that joined a merged profile to its survivor */
+		if (merged->members > 0)
+			for (i = 0; i < g->nlinks; i++)
+			{
+				GNode	   *a = &g->nodes[g->links[i].a];
+				GNode	   *b = &g->nodes[g->links[i].b];
+				int			side;
+
+				if (!a->internal || !b->internal || a->comp == 0 || a->comp != b->comp ||
+					a->old_profile == b->old_profile)
+					continue;
+				for (side = 0; side < 2; side++)
+				{
+					int64		op = side == 0 ? a->old_profile : b->old_profile;
+					I64Entry   *m = op ? i64map_lookup(merged, op) : NULL;
+					Event	   *ev;
+
+					if (m == NULL)
+						continue;
+					ev = &events[m->val];
+					if (ev->link_a == 0 || g->links[i].first_seen > ev->link_at)
+					{
+						ev->link_a = Min(a->id, b->id);
+						ev->link_b = Max(a->id, b->id);
+						ev->link_at = g->links[i].first_seen;
+					}
+				}
+			}
+
+		/* write: identifiers whose profile changed */
+		{
+			int64	   *ids = palloc(sizeof(int64) * Max(g->nnodes, 1));
+			int64	   *profs = palloc(sizeof(int64) * Max(g->nnodes, 1));
+			int			n = 0;
+
+			for (i = 0; i < g->nnodes; i++)
+			{
+				GNode	   *nd = &g->nodes[i];
+				int64		np = nd->comp ? comp_id[nd->comp] : 0;
+
+				if (!nd->internal || np == nd->old_profile)
+					continue;
+				if (nd->comp)
+					comp_changed[nd->comp] = true;
+				ids[n] = nd->id;
+				profs[n] = np;
+				n++;
+			}
+			if (n > 0)
+			{
+				Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
+				Datum		values[2];
+
+				values[0] = int8_array(ids, n);
+				values[1] = int8_array(profs, n);
+				if (SPI_execute_with_args("UPDATE cdp.identifiers i SET profile_id = nullif(u.p, 0)"
+										  " FROM unnest($1::int8[], $2::int8[]) AS u(id, p)"
+										  " WHERE i.identifier_id = u.id",
+										  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+					elog(ERROR, "could not update cdp.identifiers");
+			}
+		}
+		/* write: profiles */
+		{
+			int64	   *gone = palloc(sizeof(int64) * Max(nevents, 1));
+			int			ngone = 0;
+			int64	   *ids = palloc(sizeof(int64) * (ncomps + 1));
+			int64	   *counts = palloc(sizeof(int64) * (ncomps + 1));
+			int			n = 0;
+			int			e;
+
+			for (e = 0; e < nevents; e++)
+				if (strcmp(events[e].event, "split") != 0)
+					gone[ngone++] = events[e].old_id;
+			if (ngone > 0)
+			{
+				Oid			argtypes[1] = {INT8ARRAYOID};
+				Datum		values[1] = {int8_array(gone, ngone)};
+
+				if (SPI_execute_with_args("DELETE FROM cdp.profiles p USING unnest($1::int8[]) AS u(id)"
+										  " WHERE p.profile_id = u.id",
+										  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+					elog(ERROR, "could not update cdp.profiles");
+			}
+			for (i = 1; i <= (uint32) ncomps; i++)
+				if (comp_count[i] > 0 &&
+					(comp_changed[i] || i64map_lookup(given, comp_id[i]) != NULL))
+				{
+					ids[n] = comp_id[i];
+					counts[n] = comp_count[i];
+					n++;
+				}
+			if (n > 0)
+			{
+				Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
+				Datum		values[2];
+
+				values[0] = int8_array(ids, n);
+				values[1] = int8_array(counts, n);
+				if (SPI_execute_with_args("INSERT INTO cdp.profiles AS p"
+										  " (profile_id, created_at, updated_at, identifier_count)"
+										  " SELECT u.id, now(), now(), u.n"
+										  " FROM unnest($1::int8[], $2::int8[]) AS u(id, n)"
+										  " ON CONFLICT (profile_id) DO UPDATE"
+										  " SET identifier_count = excluded.identifier_count,"
+										  " updated_at = excluded.updated_at",
+										  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+					elog(ERROR, "could not update cdp.profiles");
+			}
+		}
+		/* write: lineage */
+		if (nevents > 0)
+		{
+			int64	   *olds = palloc(sizeof(int64) * nevents);
+			int64	   *news = palloc(sizeof(int64) * nevents);
+			int64	   *la = palloc(sizeof(int64) * nevents);
+			int64	   *lb = palloc(sizeof(int64) * nevents);
+			char	  **evs = palloc(sizeof(char *) * nevents);
+			Oid			argtypes[7] = {INT8OID, TEXTOID, TEXTARRAYOID, INT8ARRAYOID,
+			INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+			Datum		values[7];
+			int			e;
+
+			for (e = 0; e < nevents; e++)
+			{
+				evs[e] = (char *) events[e].event;
+				olds[e] = events[e].old_id;
+				news[e] = events[e].new_id;
+				la[e] = events[e].link_a;
+				lb[e] = events[e].link_b;
+			}
+			values[0] = Int64GetDatum(run_id);
+			values[1] = CStringGetTextDatum(cause);
+			values[2] = text_array(evs, NULL, nevents);
+			values[3] = int8_array(olds, nevents);
+			values[4] = int8_array(news, nevents);
+			values[5] = int8_array(la, nevents);
+			values[6] = int8_array(lb, nevents);
+			if (SPI_execute_with_args("INSERT INTO cdp.profile_lineage"
+									  " (run_id, at, event, old_profile_id, new_profile_id, link_a, link_b, cause)"
+									  " SELECT $1, now(), u.e, u.o, nullif(u.n, 0), nullif(u.a, 0), nullif(u.b, 0), $2"
+									  " FROM unnest($3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])"
+									  " WITH ORDINALITY AS u(e, o, n, a, b, ord) ORDER BY u.ord",
+									  7, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not update cdp.profile_lineage");
+		}
+		/* write: refusals of the recomputed identifiers */
+		{
+			Oid			argtypes[1] = {INT8ARRAYOID};
+			Datum		values[1];
+
+			if (full)
+			{
+				if (SPI_execute("DELETE FROM cdp.identity_refusals", false, 0) != SPI_OK_DELETE)
+					elog(ERROR, "could not update cdp.identity_refusals");
+			}
+			else
+			{
+				int64	   *ids = palloc(sizeof(int64) * Max(g->nnodes, 1));
+				int			n = 0;
+
+				for (i = 0; i < g->nnodes; i++)
+					if (g->nodes[i].internal)
+						ids[n++] = g->nodes[i].id;
+				values[0] = int8_array(ids, n);
+				if (SPI_execute_with_args("DELETE FROM cdp.identity_refusals r USING unnest($1::int8[]) AS u(id)"
+										  " WHERE r.identifier_id = u.id",
+										  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+					elog(ERROR, "could not update cdp.identity_refusals");
+			}
+		}
+		if (g->nrefusals > 0)
+		{
+			int			nr = g->nrefusals;
+			int64	   *ids = palloc(sizeof(int64) * nr);
+			char	  **k = palloc(sizeof(char *) * nr);
+			char	  **v = palloc(sizeof(char *) * nr);
+			char	  **reason = palloc(sizeof(char *) * nr);
+			char	  **lk = palloc(sizeof(char *) * nr);
+			char	  **lv = palloc(sizeof(char *) * nr);
+			bool	   *lnull = palloc(sizeof(bool) * nr);
+			char	  **at = palloc(sizeof(char *) * nr);
+			bool	   *atnull = palloc(sizeof(bool) * nr);
+			char	  **detail = palloc(sizeof(char *) * nr);
+			bool	   *dnull = palloc(sizeof(bool) * nr);
+			Oid			argtypes[9] = {INT8OID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+				TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+			Datum		values[9];
+			int			r;
+
+			for (r = 0; r < nr; r++)
+			{
+				GRefusal   *rf = &g->refusals[r];
+				GNode	   *nd = &g->nodes[rf->node];
+
+				ids[r] = nd->id;
+				k[r] = g->kinds[nd->kind];
+				v[r] = (char *) nd->value;
+				reason[r] = (char *) rf->reason;
+				lk[r] = rf->linked_kind;
+				lv[r] = rf->linked_value;
+				lnull[r] = rf->linked_kind == NULL;
+				at[r] = NULL;
+				if (rf->has_at)
+					at[r] = DatumGetCString(DirectFunctionCall1(timestamptz_out,
+																TimestampTzGetDatum(rf->at)));
+				atnull[r] = !rf->has_at;
+				detail[r] = rf->detail;
+				dnull[r] = rf->detail == NULL;
+			}
+			values[0] = Int64GetDatum(run_id);
+			values[1] = int8_array(ids, nr);
+			values[2] = text_array(k, NULL, nr);
+			values[3] = text_array(v, NULL, nr);
+			values[4] = text_array(reason, NULL, nr);
+			values[5] = text_array(lk, lnull, nr);
+			values[6] = text_array(lv, lnull, nr);
+			values[7] = text_array(at, atnull, nr);
+			values[8] = text_array(detail, dnull, nr);
+			if (SPI_execute_with_args("INSERT INTO cdp.identity_refusals"
+									  " (identifier_id, kind, value, reason, linked_kind, linked_value, at, detail, run_id)"
+									  " SELECT u.i, u.k, u.v, u.r, u.lk, u.lv, u.at::timestamptz, u.d, $1"
+									  " FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[],"
+									  " $6::text[], $7::text[], $8::text[], $9::text[])"
+									  " AS u(i, k, v, r, lk, lv, at, d)",
+									  9, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "could not update cdp.identity_refusals");
+		}
+
+		/* refusals by reason, as jsonb (a handful of distinct reasons) */
+		{
+			StringInfoData buf;
+			const char **names = palloc(sizeof(char *) * Max(g->nrefusals, 1));
+			int64	   *counts = palloc0(sizeof(int64) * Max(g->nrefusals, 1));
+			int			nnames = 0;
+			int			r,
+						k;
+
+			for (r = 0; r < g->nrefusals; r++)
+			{
+				for (k = 0; k < nnames; k++)
+					if (strcmp(names[k], g->refusals[r].reason) == 0)
+						break;
+				if (k == nnames)
+					names[nnames++] = g->refusals[r].reason;
+				counts[k]++;
+			}
+			initStringInfo(&buf);
+			appendStringInfoChar(&buf, '{');
+			for (k = 0; k < nnames; k++)
+			{
+				if (k > 0)
+					appendStringInfoString(&buf, ", ");
+				escape_json(&buf, names[k]);
+				appendStringInfo(&buf, ": " INT64_FORMAT, counts[k]);
+			}
+			appendStringInfoChar(&buf, '}');
+			MemoryContextSwitchTo(outer);
+			result[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+		}
+	}
+
+	MemoryContextSwitchTo(outer);
+	result[0] = Int64GetDatum(n_internal);
+	result[1] = Int64GetDatum(n_created);
+	result[2] = Int64GetDatum(n_merged);
+	result[3] = Int64GetDatum(n_split);
+	result[4] = Int64GetDatum(n_deleted);
+	if (engine)
+		stitch_destroy(engine);
+	MemoryContextDelete(keep);
+	SPI_finish();
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(rdesc, result, rnulls)));
+}
