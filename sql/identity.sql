@@ -191,7 +191,8 @@ SELECT count(*) AS dangling_links FROM cdp.identity_links l
 WHERE NOT EXISTS (SELECT FROM cdp.identifiers i WHERE i.identifier_id = l.a)
    OR NOT EXISTS (SELECT FROM cdp.identifiers i WHERE i.identifier_id = l.b);
 -- every table is dumped by pg_dump
-SELECT count(*) AS config_tables FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'cdp';
+SELECT count(*) AS config_tables FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'cdp'
+  AND c = ANY (ARRAY['cdp.identity_settings', 'cdp.identity_kinds', 'cdp.identity_sources', 'cdp.identifiers', 'cdp.identity_links', 'cdp.profiles', 'cdp.profile_lineage', 'cdp.identity_runs', 'cdp.identity_refusals', 'cdp.identity_overrides', 'cdp.identity_suppressed', 'cdp.identifier_id_seq', 'cdp.profile_id_seq', 'cdp.identity_run_id_seq', 'cdp.identity_override_id_seq']::regclass[]);
 
 -- clean up: sources and graph back to empty for later tests
 SELECT cdp.drop_source('crm');
