@@ -479,10 +479,9 @@ typedef struct StitchNode
 {
 	const char *str;			/* in the arena */
 	uint32		len;
-	uint32		hash;
 	uint16		kind;
 	uint8		flags;
-} StitchNode;
+} StitchNode;					/* 16 bytes: the hash lives in the table */
 
 typedef struct StitchKind
 {
@@ -539,6 +538,9 @@ struct StitchEngine
 	StitchNode *nodes;			/* node id -> identifier */
 	uint32		nnodes;
 	uint32		nodecap;
+	uint32		probe_hash;		/* hash of the key being looked up */
+	uint32	   *last;			/* per row position: last node seen there */
+	int			nlast;
 	uint32	   *degree;			/* distinct neighbours, if any max_degree */
 	struct ident_hash *idents;
 	struct edge_hash *edges;
@@ -607,10 +609,15 @@ static inline bool ident_equal(StitchEngine *e, uint32 a, uint32 b);
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
+/*
+ * simplehash hashes a key only to look it up (it keeps the hash of stored
+ * entries), and the key looked up is always the probe slot.
+ */
 static inline uint32
 ident_hash_of(StitchEngine *e, uint32 node)
 {
-	return e->nodes[node].hash;
+	Assert(node == e->nnodes);
+	return e->probe_hash;
 }
 
 static inline bool
@@ -818,7 +825,8 @@ intern(StitchEngine *e, int kind, const char *str, uint32 len)
 	probe->str = str;
 	probe->len = len;
 	probe->kind = (uint16) kind;
-	probe->hash = (uint32) hash_bytes_extended((const unsigned char *) str, len, kind);
+	e->probe_hash = hash_combine(hash_bytes((const unsigned char *) str, len),
+								 (uint32) kind);
 	entry = ident_insert(e->idents, e->nnodes, &found);
 	if (found)
 		return entry->node;
@@ -915,13 +923,31 @@ stitch_add_row(StitchEngine *e, int n, const int *kinds,
 		e->rowbufcap = Max(n, e->rowbufcap * 2);
 		e->rowbuf = repalloc(e->rowbuf, sizeof(uint32) * e->rowbufcap);
 	}
+	if (n > e->nlast)
+	{
+		int			k;
+
+		e->last = e->last ? repalloc(e->last, sizeof(uint32) * n)
+			: palloc(sizeof(uint32) * n);
+		for (k = e->nlast; k < n; k++)
+			e->last[k] = NO_NODE;
+		e->nlast = n;
+	}
 	for (i = 0; i < n; i++)
 	{
-		uint32		node;
+		uint32		node = e->last[i];
+		const StitchNode *ln;
 
 		if (lens[i] < 0)
 			elog(ERROR, "negative identifier length");
-		node = intern(e, kinds[i], values[i], (uint32) lens[i]);
+		/* runs of one value in a column (rows clustered by person) */
+		ln = &e->nodes[node == NO_NODE ? 0 : node];
+		if (node == NO_NODE || ln->kind != kinds[i] || ln->len != (uint32) lens[i] ||
+			memcmp(ln->str, values[i], lens[i]) != 0)
+		{
+			node = intern(e, kinds[i], values[i], (uint32) lens[i]);
+			e->last[i] = node;
+		}
 		if (e->nodes[node].flags & NODE_EXCLUDED)
 			continue;
 		for (j = 0; j < m; j++)
@@ -979,15 +1005,8 @@ row_cmp(const void *pa, const void *pb, void *arg)
 	{
 		uint32		x = e->pool[a->off + i];
 		uint32		y = e->pool[b->off + i];
-		const StitchNode *nx = &e->nodes[x];
-		const StitchNode *ny = &e->nodes[y];
-
 		if (x == y)
 			continue;
-		if (nx->kind != ny->kind)
-			return nx->kind < ny->kind ? -1 : 1;
-		if (nx->hash != ny->hash)
-			return nx->hash < ny->hash ? -1 : 1;
 		return node_cmp(e, x, y);
 	}
 	return a->n < b->n ? -1 : (a->n > b->n ? 1 : 0);
@@ -1439,11 +1458,17 @@ stitch_add_query(StitchEngine *e, const char *query)
 				 errmsg("stitching query must be a single SELECT statement"),
 				 errdetail("The query holds %d statements.", list_length(sources))));
 	ps = linitial(sources);
-	if (ps->commandTag != CMDTAG_SELECT || ps->resultDesc == NULL)
+	if (ps->commandTag != CMDTAG_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("stitching query must be a SELECT statement"),
-				 errdetail("The query is a %s statement.", GetCommandTagName(ps->commandTag)),
+				 errdetail("The statement is %s.", GetCommandTagName(ps->commandTag)),
+				 errhint("Pass a query that returns one column per identifier kind.")));
+	if (ps->resultDesc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stitching query must return rows"),
+				 errdetail("SELECT INTO creates a table instead of returning rows."),
 				 errhint("Pass a query that returns one column per identifier kind.")));
 	foreach(lc, ps->query_list)
 	{
