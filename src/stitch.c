@@ -1448,7 +1448,8 @@ stitch_add_query(StitchEngine *e, const char *query)
 	int			i;
 	int			ret;
 
-	plan = SPI_prepare(query, 0, NULL);
+	/* the rows are read to the end at once, so parallel workers may help */
+	plan = SPI_prepare_cursor(query, 0, NULL, CURSOR_OPT_PARALLEL_OK);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	sources = SPI_plan_get_plan_sources(plan);
