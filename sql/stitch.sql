@@ -98,6 +98,17 @@ SELECT v, EXISTS (SELECT FROM cdp.stitch(format('SELECT %L::text AS user_id', v)
           EXISTS (SELECT FROM cdp.stitch(format('SELECT %L::text AS user_id', v), '{"blocked": {}}')) AS kept_without
 FROM (VALUES (''), ('null'), ('NULL'), ('Undefined'), ('-1'), ('0'), ('anonymous'), ('00000000-0000-0000-0000-000000000000'),
              ('---'), ('n/a'), ('u1'), ('0x'), ('nullable')) t(v);
+-- the default patterns are matched in C; the regex engine agrees on them
+CREATE TABLE stitch_odd AS SELECT unnest(ARRAY['', '0', '-', '0-0', '00a', ' 0', 'NULL', 'NuLl', 'n/A', 'nil ', ' null',
+  'nulls', 'ÑULL', 'none', 'NONE', 'unknowN', 'anonymous1', 'Anonymous', 'undefined', 'n/', 'na']) AS user_id;
+SELECT count(*) AS same_verdict, count(*) FILTER (WHERE native) AS blocked
+FROM (SELECT o.user_id,
+             o.user_id IN (SELECT value FROM cdp.stitch_report('SELECT * FROM stitch_odd',
+                           '{"blocked": {"*": [{"regex": "^[0-]+$"}, {"regex": "(?i)^(null|nil|none|undefined|unknown|anonymous|n/a)$"}]}}')) AS native,
+             o.user_id IN (SELECT value FROM cdp.stitch_report('SELECT * FROM stitch_odd',
+                           '{"blocked": {"*": [{"regex": "^(?:[0-]+)$"}, {"regex": "(?i)^(?:null|nil|none|undefined|unknown|anonymous|n/a)$"}]}}')) AS engine
+      FROM stitch_odd o) x
+WHERE native = engine;
 
 -- max_degree: an identifier linked with more distinct identifiers is a hub,
 -- not used for linking but still an identifier (a profile of its own)
@@ -181,4 +192,4 @@ RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
 
-DROP TABLE stitch_links, stitch_kiosk, stitch_serial;
+DROP TABLE stitch_links, stitch_kiosk, stitch_serial, stitch_odd;

@@ -48,21 +48,31 @@
 #include "stitch.h"
 #include "unionfind.h"
 
+#define ZEROS_REGEX "^[0-]+$"
+#define PLACEHOLDER_REGEX "(?i)^(null|nil|none|undefined|unknown|anonymous|n/a)$"
 #define DEFAULT_BLOCKED_JSON \
 	"{\"*\": [\"\", \"0\", \"-1\", \"null\", \"undefined\", \"anonymous\", " \
-	"{\"regex\": \"^[0-]+$\"}, " \
-	"{\"regex\": \"(?i)^(null|nil|none|undefined|unknown|anonymous|n/a)$\"}]}"
+	"{\"regex\": \"" ZEROS_REGEX "\"}, {\"regex\": \"" PLACEHOLDER_REGEX "\"}]}"
 #define DEFAULT_MAX_DEGREE 50
 #define ARENA_CHUNK (1024 * 1024)
 #define NO_NODE PG_UINT32_MAX
 
 /* ---------------------------------------------------------------- rules */
 
+typedef enum BlockMatcher
+{
+	BLOCK_EXACT,
+	BLOCK_REGEX,				/* PostgreSQL's regex engine */
+	BLOCK_ZEROS,				/* ZEROS_REGEX, checked in C */
+	BLOCK_PLACEHOLDER			/* PLACEHOLDER_REGEX, checked in C */
+} BlockMatcher;
+
 typedef struct BlockEntry
 {
 	char	   *str;			/* exact value or pattern */
 	int			len;
 	bool		is_regex;
+	BlockMatcher matcher;
 	text	   *regex;
 } BlockEntry;
 
@@ -284,6 +294,17 @@ parse_blocked(StitchRules *rules, const char *path, const char *key, JsonbValue 
 				(void) RE_compile_and_cache(be->regex, REG_ADVANCED, C_COLLATION_OID);
 				error_context_stack = cb.previous;
 			}
+			/*
+			 * The default list's patterns run once per distinct identifier,
+			 * millions of times: match them with equivalent C code.  (With
+			 * the C collation, (?i) folds ASCII letters only.)
+			 */
+			if (strcmp(be->str, ZEROS_REGEX) == 0)
+				be->matcher = BLOCK_ZEROS;
+			else if (strcmp(be->str, PLACEHOLDER_REGEX) == 0)
+				be->matcher = BLOCK_PLACEHOLDER;
+			else
+				be->matcher = BLOCK_REGEX;
 		}
 		else
 			rule_error(ep, psprintf("The element is %s.", jbv_type_name(&e)),
@@ -566,6 +587,8 @@ struct StitchEngine
 
 	uint32	   *rowbuf;
 	int			rowbufcap;
+	uint32	   *prevrow;		/* the previous linking row's nodes */
+	int			nprev;
 
 	uint32	   *profile;		/* after finish: per root, profile id */
 	int64		nprofiles;
@@ -679,6 +702,7 @@ stitch_create(const StitchRules *rules)
 	e->uf = uf_create(e->nodecap, e->nlimits);
 	e->rowbufcap = 16;
 	e->rowbuf = palloc(sizeof(uint32) * e->rowbufcap);
+	e->prevrow = palloc(sizeof(uint32) * e->rowbufcap);
 
 	/* kinds named in priority come first, in that order */
 	foreach(lc, rules->priority)
@@ -751,6 +775,33 @@ stitch_kind(StitchEngine *e, const char *name)
 	return e->nkinds++;
 }
 
+static bool
+match_zeros(const char *s, uint32 len)
+{
+	uint32		i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] != '0' && s[i] != '-')
+			return false;
+	return len > 0;
+}
+
+static bool
+match_placeholder(const char *s, uint32 len)
+{
+	static const char *const words[] = {
+		"null", "nil", "none", "undefined", "unknown", "anonymous", "n/a"
+	};
+	int			i;
+
+	if (len < 3 || len > 9)
+		return false;
+	for (i = 0; i < lengthof(words); i++)
+		if (strlen(words[i]) == len && pg_strncasecmp(words[i], s, len) == 0)
+			return true;
+	return false;
+}
+
 /* The first block-list entry matching a value, or NULL. */
 static BlockEntry *
 blocked_by(StitchEngine *e, const StitchNode *n)
@@ -760,14 +811,25 @@ blocked_by(StitchEngine *e, const StitchNode *n)
 	foreach(lc, e->kinds[n->kind].blocked)
 	{
 		BlockEntry *be = lfirst(lc);
+		bool		match = false;
 
-		if (be->is_regex)
+		switch (be->matcher)
 		{
-			if (RE_compile_and_execute(be->regex, (char *) n->str, n->len,
-									   REG_ADVANCED, C_COLLATION_OID, 0, NULL))
-				return be;
+			case BLOCK_EXACT:
+				match = be->len == (int) n->len && memcmp(be->str, n->str, n->len) == 0;
+				break;
+			case BLOCK_ZEROS:
+				match = match_zeros(n->str, n->len);
+				break;
+			case BLOCK_PLACEHOLDER:
+				match = match_placeholder(n->str, n->len);
+				break;
+			case BLOCK_REGEX:
+				match = RE_compile_and_execute(be->regex, (char *) n->str, n->len,
+											   REG_ADVANCED, C_COLLATION_OID, 0, NULL);
+				break;
 		}
-		else if (be->len == n->len && memcmp(be->str, n->str, n->len) == 0)
+		if (match)
 			return be;
 	}
 	return NULL;
@@ -922,6 +984,7 @@ stitch_add_row(StitchEngine *e, int n, const int *kinds,
 	{
 		e->rowbufcap = Max(n, e->rowbufcap * 2);
 		e->rowbuf = repalloc(e->rowbuf, sizeof(uint32) * e->rowbufcap);
+		e->prevrow = repalloc(e->prevrow, sizeof(uint32) * e->rowbufcap);
 	}
 	if (n > e->nlast)
 	{
@@ -967,6 +1030,10 @@ stitch_add_row(StitchEngine *e, int n, const int *kinds,
 						if (restricted(e, e->rowbuf[i]) || restricted(e, e->rowbuf[j]))
 							add_edge(e, e->rowbuf[i], e->rowbuf[j]);
 		}
+		else if (m == e->nprev && memcmp(e->rowbuf, e->prevrow, sizeof(uint32) * m) == 0)
+		{
+			/* the same links as the row before: nothing new without order */
+		}
 		else if (e->any_max_degree)
 		{
 			/* links to kinds with max_degree wait until degrees are known */
@@ -984,6 +1051,8 @@ stitch_add_row(StitchEngine *e, int n, const int *kinds,
 			for (i = 1; i < m; i++)
 				uf_union(e->uf, e->rowbuf[0], e->rowbuf[i]);
 		}
+		memcpy(e->prevrow, e->rowbuf, sizeof(uint32) * m);
+		e->nprev = m;
 	}
 	MemoryContextSwitchTo(old);
 }
