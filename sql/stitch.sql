@@ -166,6 +166,9 @@ SELECT kind, count(*) FROM cdp.stitch('SELECT user_id, lower(email) FROM stitch_
 SELECT * FROM cdp.stitch('SELEC user_id FROM stitch_links');
 SELECT * FROM cdp.stitch('SELECT user_id FROM no_such_table');
 SELECT count(*) AS table_unchanged FROM stitch_links;
+-- an error halfway through the rows frees the engine's memory
+SELECT * FROM cdp.stitch('SELECT i::text AS user_id, (1 / (i - 5000))::text AS email FROM generate_series(1, 10000) i');
+SELECT count(*) AS engine_contexts_left FROM pg_backend_memory_contexts WHERE name LIKE 'cdp stitch%';
 
 -- the query runs with the caller's privileges
 CREATE ROLE stitch_nobody;

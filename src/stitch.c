@@ -938,6 +938,12 @@ store_row(StitchEngine *e, const uint32 *ids, int n, TimestampTz at, bool at_nul
 	int			i,
 				j;
 
+	if (n > PG_UINT16_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a stitching row holds %d identifiers", n),
+				 errdetail("With limits or max_profile_size, a row can hold at most %d identifiers.",
+						   PG_UINT16_MAX)));
 	if (e->nrows == e->rowcap)
 	{
 		e->rowcap = Max(e->rowcap * 2, 1024);
