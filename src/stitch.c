@@ -48,21 +48,31 @@
 #include "stitch.h"
 #include "unionfind.h"
 
+#define ZEROS_REGEX "^[0-]+$"
+#define PLACEHOLDER_REGEX "(?i)^(null|nil|none|undefined|unknown|anonymous|n/a)$"
 #define DEFAULT_BLOCKED_JSON \
 	"{\"*\": [\"\", \"0\", \"-1\", \"null\", \"undefined\", \"anonymous\", " \
-	"{\"regex\": \"^[0-]+$\"}, " \
-	"{\"regex\": \"(?i)^(null|nil|none|undefined|unknown|anonymous|n/a)$\"}]}"
+	"{\"regex\": \"" ZEROS_REGEX "\"}, {\"regex\": \"" PLACEHOLDER_REGEX "\"}]}"
 #define DEFAULT_MAX_DEGREE 50
 #define ARENA_CHUNK (1024 * 1024)
 #define NO_NODE PG_UINT32_MAX
 
 /* ---------------------------------------------------------------- rules */
 
+typedef enum BlockMatcher
+{
+	BLOCK_EXACT,
+	BLOCK_REGEX,				/* PostgreSQL's regex engine */
+	BLOCK_ZEROS,				/* ZEROS_REGEX, checked in C */
+	BLOCK_PLACEHOLDER			/* PLACEHOLDER_REGEX, checked in C */
+} BlockMatcher;
+
 typedef struct BlockEntry
 {
 	char	   *str;			/* exact value or pattern */
 	int			len;
 	bool		is_regex;
+	BlockMatcher matcher;
 	text	   *regex;
 } BlockEntry;
 
@@ -284,6 +294,17 @@ parse_blocked(StitchRules *rules, const char *path, const char *key, JsonbValue 
 				(void) RE_compile_and_cache(be->regex, REG_ADVANCED, C_COLLATION_OID);
 				error_context_stack = cb.previous;
 			}
+			/*
+			 * The default list's patterns run once per distinct identifier,
+			 * millions of times: match them with equivalent C code.  (With
+			 * the C collation, (?i) folds ASCII letters only.)
+			 */
+			if (strcmp(be->str, ZEROS_REGEX) == 0)
+				be->matcher = BLOCK_ZEROS;
+			else if (strcmp(be->str, PLACEHOLDER_REGEX) == 0)
+				be->matcher = BLOCK_PLACEHOLDER;
+			else
+				be->matcher = BLOCK_REGEX;
 		}
 		else
 			rule_error(ep, psprintf("The element is %s.", jbv_type_name(&e)),
@@ -479,10 +500,9 @@ typedef struct StitchNode
 {
 	const char *str;			/* in the arena */
 	uint32		len;
-	uint32		hash;
 	uint16		kind;
 	uint8		flags;
-} StitchNode;
+} StitchNode;					/* 16 bytes: the hash lives in the table */
 
 typedef struct StitchKind
 {
@@ -539,6 +559,9 @@ struct StitchEngine
 	StitchNode *nodes;			/* node id -> identifier */
 	uint32		nnodes;
 	uint32		nodecap;
+	uint32		probe_hash;		/* hash of the key being looked up */
+	uint32	   *last;			/* per row position: last node seen there */
+	int			nlast;
 	uint32	   *degree;			/* distinct neighbours, if any max_degree */
 	struct ident_hash *idents;
 	struct edge_hash *edges;
@@ -564,6 +587,8 @@ struct StitchEngine
 
 	uint32	   *rowbuf;
 	int			rowbufcap;
+	uint32	   *prevrow;		/* the previous linking row's nodes */
+	int			nprev;
 
 	uint32	   *profile;		/* after finish: per root, profile id */
 	int64		nprofiles;
@@ -607,10 +632,15 @@ static inline bool ident_equal(StitchEngine *e, uint32 a, uint32 b);
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
+/*
+ * simplehash hashes a key only to look it up (it keeps the hash of stored
+ * entries), and the key looked up is always the probe slot.
+ */
 static inline uint32
 ident_hash_of(StitchEngine *e, uint32 node)
 {
-	return e->nodes[node].hash;
+	Assert(node == e->nnodes);
+	return e->probe_hash;
 }
 
 static inline bool
@@ -672,6 +702,7 @@ stitch_create(const StitchRules *rules)
 	e->uf = uf_create(e->nodecap, e->nlimits);
 	e->rowbufcap = 16;
 	e->rowbuf = palloc(sizeof(uint32) * e->rowbufcap);
+	e->prevrow = palloc(sizeof(uint32) * e->rowbufcap);
 
 	/* kinds named in priority come first, in that order */
 	foreach(lc, rules->priority)
@@ -744,6 +775,33 @@ stitch_kind(StitchEngine *e, const char *name)
 	return e->nkinds++;
 }
 
+static bool
+match_zeros(const char *s, uint32 len)
+{
+	uint32		i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] != '0' && s[i] != '-')
+			return false;
+	return len > 0;
+}
+
+static bool
+match_placeholder(const char *s, uint32 len)
+{
+	static const char *const words[] = {
+		"null", "nil", "none", "undefined", "unknown", "anonymous", "n/a"
+	};
+	int			i;
+
+	if (len < 3 || len > 9)
+		return false;
+	for (i = 0; i < lengthof(words); i++)
+		if (strlen(words[i]) == len && pg_strncasecmp(words[i], s, len) == 0)
+			return true;
+	return false;
+}
+
 /* The first block-list entry matching a value, or NULL. */
 static BlockEntry *
 blocked_by(StitchEngine *e, const StitchNode *n)
@@ -753,14 +811,25 @@ blocked_by(StitchEngine *e, const StitchNode *n)
 	foreach(lc, e->kinds[n->kind].blocked)
 	{
 		BlockEntry *be = lfirst(lc);
+		bool		match = false;
 
-		if (be->is_regex)
+		switch (be->matcher)
 		{
-			if (RE_compile_and_execute(be->regex, (char *) n->str, n->len,
-									   REG_ADVANCED, C_COLLATION_OID, 0, NULL))
-				return be;
+			case BLOCK_EXACT:
+				match = be->len == (int) n->len && memcmp(be->str, n->str, n->len) == 0;
+				break;
+			case BLOCK_ZEROS:
+				match = match_zeros(n->str, n->len);
+				break;
+			case BLOCK_PLACEHOLDER:
+				match = match_placeholder(n->str, n->len);
+				break;
+			case BLOCK_REGEX:
+				match = RE_compile_and_execute(be->regex, (char *) n->str, n->len,
+											   REG_ADVANCED, C_COLLATION_OID, 0, NULL);
+				break;
 		}
-		else if (be->len == n->len && memcmp(be->str, n->str, n->len) == 0)
+		if (match)
 			return be;
 	}
 	return NULL;
@@ -818,7 +887,8 @@ intern(StitchEngine *e, int kind, const char *str, uint32 len)
 	probe->str = str;
 	probe->len = len;
 	probe->kind = (uint16) kind;
-	probe->hash = (uint32) hash_bytes_extended((const unsigned char *) str, len, kind);
+	e->probe_hash = hash_combine(hash_bytes((const unsigned char *) str, len),
+								 (uint32) kind);
 	entry = ident_insert(e->idents, e->nnodes, &found);
 	if (found)
 		return entry->node;
@@ -868,6 +938,12 @@ store_row(StitchEngine *e, const uint32 *ids, int n, TimestampTz at, bool at_nul
 	int			i,
 				j;
 
+	if (n > PG_UINT16_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a stitching row holds %d identifiers", n),
+				 errdetail("With limits or max_profile_size, a row can hold at most %d identifiers.",
+						   PG_UINT16_MAX)));
 	if (e->nrows == e->rowcap)
 	{
 		e->rowcap = Max(e->rowcap * 2, 1024);
@@ -914,14 +990,33 @@ stitch_add_row(StitchEngine *e, int n, const int *kinds,
 	{
 		e->rowbufcap = Max(n, e->rowbufcap * 2);
 		e->rowbuf = repalloc(e->rowbuf, sizeof(uint32) * e->rowbufcap);
+		e->prevrow = repalloc(e->prevrow, sizeof(uint32) * e->rowbufcap);
+	}
+	if (n > e->nlast)
+	{
+		int			k;
+
+		e->last = e->last ? repalloc(e->last, sizeof(uint32) * n)
+			: palloc(sizeof(uint32) * n);
+		for (k = e->nlast; k < n; k++)
+			e->last[k] = NO_NODE;
+		e->nlast = n;
 	}
 	for (i = 0; i < n; i++)
 	{
-		uint32		node;
+		uint32		node = e->last[i];
+		const StitchNode *ln;
 
 		if (lens[i] < 0)
 			elog(ERROR, "negative identifier length");
-		node = intern(e, kinds[i], values[i], (uint32) lens[i]);
+		/* runs of one value in a column (rows clustered by person) */
+		ln = &e->nodes[node == NO_NODE ? 0 : node];
+		if (node == NO_NODE || ln->kind != kinds[i] || ln->len != (uint32) lens[i] ||
+			memcmp(ln->str, values[i], lens[i]) != 0)
+		{
+			node = intern(e, kinds[i], values[i], (uint32) lens[i]);
+			e->last[i] = node;
+		}
 		if (e->nodes[node].flags & NODE_EXCLUDED)
 			continue;
 		for (j = 0; j < m; j++)
@@ -941,6 +1036,10 @@ stitch_add_row(StitchEngine *e, int n, const int *kinds,
 						if (restricted(e, e->rowbuf[i]) || restricted(e, e->rowbuf[j]))
 							add_edge(e, e->rowbuf[i], e->rowbuf[j]);
 		}
+		else if (m == e->nprev && memcmp(e->rowbuf, e->prevrow, sizeof(uint32) * m) == 0)
+		{
+			/* the same links as the row before: nothing new without order */
+		}
 		else if (e->any_max_degree)
 		{
 			/* links to kinds with max_degree wait until degrees are known */
@@ -958,6 +1057,8 @@ stitch_add_row(StitchEngine *e, int n, const int *kinds,
 			for (i = 1; i < m; i++)
 				uf_union(e->uf, e->rowbuf[0], e->rowbuf[i]);
 		}
+		memcpy(e->prevrow, e->rowbuf, sizeof(uint32) * m);
+		e->nprev = m;
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -979,15 +1080,8 @@ row_cmp(const void *pa, const void *pb, void *arg)
 	{
 		uint32		x = e->pool[a->off + i];
 		uint32		y = e->pool[b->off + i];
-		const StitchNode *nx = &e->nodes[x];
-		const StitchNode *ny = &e->nodes[y];
-
 		if (x == y)
 			continue;
-		if (nx->kind != ny->kind)
-			return nx->kind < ny->kind ? -1 : 1;
-		if (nx->hash != ny->hash)
-			return nx->hash < ny->hash ? -1 : 1;
 		return node_cmp(e, x, y);
 	}
 	return a->n < b->n ? -1 : (a->n > b->n ? 1 : 0);
@@ -1429,7 +1523,8 @@ stitch_add_query(StitchEngine *e, const char *query)
 	int			i;
 	int			ret;
 
-	plan = SPI_prepare(query, 0, NULL);
+	/* the rows are read to the end at once, so parallel workers may help */
+	plan = SPI_prepare_cursor(query, 0, NULL, CURSOR_OPT_PARALLEL_OK);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	sources = SPI_plan_get_plan_sources(plan);
@@ -1439,11 +1534,17 @@ stitch_add_query(StitchEngine *e, const char *query)
 				 errmsg("stitching query must be a single SELECT statement"),
 				 errdetail("The query holds %d statements.", list_length(sources))));
 	ps = linitial(sources);
-	if (ps->commandTag != CMDTAG_SELECT || ps->resultDesc == NULL)
+	if (ps->commandTag != CMDTAG_SELECT)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("stitching query must be a SELECT statement"),
-				 errdetail("The query is a %s statement.", GetCommandTagName(ps->commandTag)),
+				 errdetail("The statement is %s.", GetCommandTagName(ps->commandTag)),
+				 errhint("Pass a query that returns one column per identifier kind.")));
+	if (ps->resultDesc == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stitching query must return rows"),
+				 errdetail("SELECT INTO creates a table instead of returning rows."),
 				 errhint("Pass a query that returns one column per identifier kind.")));
 	foreach(lc, ps->query_list)
 	{
