@@ -1,5 +1,10 @@
 -- Purchase predictions: BG/NBD, Gamma-Gamma, CLV, and RFM next to a predictive segment
-CREATE TABLE IF NOT EXISTS demo_identity AS
+-- The models describe people, so they need each person's whole order
+-- history.  Stitching (step 20) cannot link the devices of people who never
+-- log in, which splits their orders over several small profiles and leaves
+-- BG/NBD without an identifiable dropout; this step therefore keys orders by
+-- the generator's ground truth of who is who.
+CREATE TEMP VIEW predict_identity AS
   SELECT kind, value, person_id AS profile_id FROM sample_truth WHERE person_id IS NOT NULL;
 
 DROP VIEW IF EXISTS demo_valuable_at_risk;
@@ -16,8 +21,8 @@ WITH o AS (
   SELECT coalesce(u.profile_id, a.profile_id) AS profile_id, e.ts AS at,
          (e.properties->>'revenue')::float8 AS revenue
   FROM events e
-  LEFT JOIN demo_identity u ON u.kind = 'user_id' AND u.value = e.user_id
-  LEFT JOIN demo_identity a ON a.kind = 'anonymous_id' AND a.value = e.anonymous_id
+  LEFT JOIN predict_identity u ON u.kind = 'user_id' AND u.value = e.user_id
+  LEFT JOIN predict_identity a ON a.kind = 'anonymous_id' AND a.value = e.anonymous_id
   WHERE e.event = 'order_completed' AND coalesce(u.profile_id, a.profile_id) IS NOT NULL),
 numbered AS (
   SELECT o.*, dense_rank() OVER (PARTITION BY profile_id ORDER BY (at AT TIME ZONE 'UTC')::date) - 1 AS repeat_no
