@@ -196,3 +196,11 @@ RESET min_parallel_table_scan_size;
 RESET max_parallel_workers_per_gather;
 
 DROP TABLE stitch_links, stitch_kiosk, stitch_serial, stitch_odd;
+
+-- regression: the effective rules that cdp.stitch_rules() prints are
+-- accepted back unchanged ("max_profile_size": null means no cap)
+SELECT cdp.stitch_rules(cdp.stitch_rules()) = cdp.stitch_rules() AS default_rules_round_trip,
+       cdp.stitch_rules(cdp.stitch_rules('{"limits": {"user_id": 1}}'))
+         = cdp.stitch_rules('{"limits": {"user_id": 1}}') AS limits_round_trip;
+SELECT cdp.stitch_rules('{"max_profile_size": null}') -> 'max_profile_size' AS no_cap;
+SELECT cdp.stitch_rules('{"max_profile_size": 0}');

@@ -367,7 +367,11 @@ stitch_rules_parse(Jsonb *json)
 				have_max_degree = true;
 			}
 			else if (strcmp(key, "max_profile_size") == 0)
-				rules->max_profile_size = jbv_positive_int(&v, key);
+			{
+				/* null means no cap, as cdp.stitch_rules() prints it */
+				rules->max_profile_size = (v.type == jbvNull) ? 0 :
+					jbv_positive_int(&v, key);
+			}
 			else if (strcmp(key, "priority") == 0)
 			{
 				JsonbIterator *ait;
