@@ -161,7 +161,7 @@ open_feed(Feed *f, Oid *save_userid, int *save_sec, int *save_nest)
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("column \"%s\" of profile feed \"%s\" is not a column of %s feeds",
 							name, f->name, f->traits ? "trait" : "event"),
-					 errhint(f->traits ?
+					 errhint("%s", f->traits ?
 							 "A trait feed returns kind text, value text, attributes jsonb, at timestamptz and optionally priority integer." :
 							 "An event feed returns kind text, value text, event text, at timestamptz and optionally amount double precision.")));
 		if (f->col[c] >= 0)
@@ -237,6 +237,7 @@ cdp_profile_read_feed(PG_FUNCTION_ARGS)
 			bool		nulls[OUT_NCOLS];
 			int			c;
 
+			/* varchar shares text's representation: no conversion */
 			for (c = 0; c < OUT_NCOLS; c++)
 			{
 				if (f->col[c] < 0)
@@ -248,7 +249,6 @@ cdp_profile_read_feed(PG_FUNCTION_ARGS)
 					out[c] = heap_getattr(SPI_tuptable->vals[i], f->col[c] + 1,
 										  SPI_tuptable->tupdesc, &nulls[c]);
 			}
-			/* varchar shares text's representation */
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
 		}
 		rows += SPI_processed;
