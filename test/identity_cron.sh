@@ -53,7 +53,7 @@ check "before the job: two profiles" \
 "${PSQL[@]}" -c "INSERT INTO cdp_cron_test.visits VALUES ('cron-u1', 'cron-d2', '2026-01-02')" >/dev/null
 job=$("${PSQL[@]}" -c "SELECT cron.schedule('cdp-identity-test', '* * * * *', 'SELECT cdp.refresh_identities()')")
 status=""
-for _ in $(seq 1 40); do
+for _ in $(seq 1 75); do
   status=$("${PSQL[@]}" -c "SELECT status FROM cron.job_run_details WHERE jobid = $job
                             AND status IN ('succeeded', 'failed') ORDER BY runid LIMIT 1")
   [ -n "$status" ] && break

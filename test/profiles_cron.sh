@@ -81,7 +81,7 @@ SQL
 run_job() {  # run_job: schedule the pipeline, wait for one finished run, print its status
   local job status=""
   job=$("${PSQL[@]}" -c "SELECT cron.schedule('cdp-profiles-test', '* * * * *', 'CALL cdp_pf_cron.pipeline()')")
-  for _ in $(seq 1 40); do
+  for _ in $(seq 1 75); do
     status=$("${PSQL[@]}" -c "SELECT status FROM cron.job_run_details WHERE jobid = $job
                               AND status IN ('succeeded', 'failed') ORDER BY runid LIMIT 1")
     [ -n "$status" ] && break

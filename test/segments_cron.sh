@@ -41,7 +41,7 @@ echo "ok - pg_cron job scheduled"
 
 jobid=$("${PSQL[@]}" -c "SELECT jobid FROM cron.job WHERE jobname = 'cdp-segments-test'")
 status=""
-for _ in $(seq 1 80); do
+for _ in $(seq 1 150); do
   status=$("${PSQL[@]}" -c "SELECT status FROM cron.job_run_details WHERE jobid = $jobid
                             AND status IN ('succeeded', 'failed') ORDER BY runid LIMIT 1")
   [ -n "$status" ] && break
