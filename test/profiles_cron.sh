@@ -101,6 +101,14 @@ else
   sed 's/^/# /' "$msg"
 fi
 rm -f "$msg"
+# the run is recorded as it ends; give its last commit a moment to be visible
+for _ in $(seq 1 20); do
+  [ "$("${PSQL[@]}" -c "SELECT count(*) FROM cdp.profile_traits WHERE profile_id IN
+        (SELECT cdp.resolve('user_id', v) FROM unnest(ARRAY['pfc-u1', 'pfc-u2']) v)")" = 2 ] && break
+  sleep 1
+done
+"${PSQL[@]}" -c "SELECT 'run: ' || status || ' ' || coalesce(return_message, '') FROM cron.job_run_details
+                 ORDER BY runid DESC LIMIT 3" | sed 's/^/# /'
 check "the job stitched two profiles and fed their traits" \
   "SELECT count(*) = 2 AND count(*) FILTER (WHERE traits->>'country' IS NOT NULL) = 2 FROM cdp.profile_traits
    WHERE profile_id IN (SELECT cdp.resolve('user_id', v) FROM unnest(ARRAY['pfc-u1', 'pfc-u2']) v)"
