@@ -24,7 +24,7 @@ SELECT cdp.drop_segment('cron_test_seg') FROM cdp.segments WHERE name = 'cron_te
 DELETE FROM cdp.profile_traits WHERE profile_id BETWEEN 900001 AND 900010;
 SQL
   if [ "$had_cron" = 0 ]; then
-    "${PSQL[@]}" -c "DROP EXTENSION IF EXISTS pg_cron" >/dev/null 2>&1
+    : # pg_cron stays installed: re-creating it would restart job ids
   fi
 }
 trap cleanup EXIT
