@@ -39,6 +39,7 @@
 #include "utils/typcache.h"
 
 #include "normalize.h"
+#include "run_as.h"
 
 #define FETCH_BATCH 10000
 #define SUPPRESS_KEYLEN (NAMEDATALEN + 1 + 64 + 1)
@@ -65,12 +66,7 @@ typedef struct SourceShape
 	bool	   *is_text;
 } SourceShape;
 
-typedef struct SourceRun
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
-} SourceRun;
+typedef CdpRoleSwitch SourceRun;
 
 static void
 source_error_callback(void *arg)
@@ -115,31 +111,17 @@ load_source(const char *name)
 static void
 begin_as_owner(Source *s, SourceRun *run)
 {
-	GetUserIdAndSecContext(&run->save_userid, &run->save_sec_context);
-	SetUserIdAndSecContext(s->owner,
-						   run->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	run->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", s->search_path,
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	cdp_switch_role(run, s->owner, true, s->search_path);
 	/* the stored watermark is text: write and read it in one fixed style */
-	(void) set_config_option("datestyle", "ISO, MDY",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("intervalstyle", "postgres",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("extra_float_digits", "3",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	cdp_set_local_guc("datestyle", "ISO, MDY");
+	cdp_set_local_guc("intervalstyle", "postgres");
+	cdp_set_local_guc("extra_float_digits", "3");
 }
 
 static void
 end_as_owner(SourceRun *run)
 {
-	AtEOXact_GUC(false, run->save_nestlevel);
-	SetUserIdAndSecContext(run->save_userid, run->save_sec_context);
+	cdp_restore_role(run);
 }
 
 /*

@@ -31,6 +31,8 @@
 #include "utils/portal.h"
 #include "utils/tuplestore.h"
 
+#include "run_as.h"
+
 #define FEED_FETCH_BATCH 10000
 
 /* output columns of cdp.profile_read_feed() */
@@ -116,23 +118,17 @@ load_feed(const char *name)
 
 /*
  * Open the feed's query as a read-only cursor as its owner, and match its
- * columns.  The caller ends the owner's context with end_as_owner().
+ * columns.  The caller ends the owner's context with cdp_restore_role().
  */
 static Portal
-open_feed(Feed *f, Oid *save_userid, int *save_sec, int *save_nest)
+open_feed(Feed *f, CdpRoleSwitch *rs)
 {
 	char	   *sql = psprintf("SELECT * FROM (%s\n) AS cdp_feed", f->query);
 	Portal		portal;
 	TupleDesc	desc;
 	int			i;
 
-	GetUserIdAndSecContext(save_userid, save_sec);
-	SetUserIdAndSecContext(f->owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	*save_nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", f->search_path,
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	cdp_switch_role(rs, f->owner, true, f->search_path);
 
 	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
 	desc = portal->tupDesc;
@@ -192,12 +188,6 @@ open_feed(Feed *f, Oid *save_userid, int *save_sec, int *save_nest)
 	return portal;
 }
 
-static void
-end_as_owner(Oid save_userid, int save_sec, int save_nest)
-{
-	AtEOXact_GUC(false, save_nest);
-	SetUserIdAndSecContext(save_userid, save_sec);
-}
 
 /* cdp.profile_read_feed(feed): the feed's rows, read as its owner */
 PG_FUNCTION_INFO_V1(cdp_profile_read_feed);
@@ -209,9 +199,7 @@ cdp_profile_read_feed(PG_FUNCTION_ARGS)
 	Feed	   *f;
 	Portal		portal;
 	ErrorContextCallback errcb;
-	Oid			save_userid;
-	int			save_sec;
-	int			save_nest;
+	CdpRoleSwitch rs;
 	uint64		rows = 0;
 
 	InitMaterializedSRF(fcinfo, 0);
@@ -223,7 +211,7 @@ cdp_profile_read_feed(PG_FUNCTION_ARGS)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	portal = open_feed(f, &save_userid, &save_sec, &save_nest);
+	portal = open_feed(f, &rs);
 	for (;;)
 	{
 		uint64		i;
@@ -256,7 +244,7 @@ cdp_profile_read_feed(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(portal);
-	end_as_owner(save_userid, save_sec, save_nest);
+	cdp_restore_role(&rs);
 	error_context_stack = errcb.previous;
 
 	/* bookkeeping, as the refresh's own role */
@@ -284,9 +272,7 @@ cdp_profile_check_feed(PG_FUNCTION_ARGS)
 	Feed	   *f;
 	Portal		portal;
 	ErrorContextCallback errcb;
-	Oid			save_userid;
-	int			save_sec;
-	int			save_nest;
+	CdpRoleSwitch rs;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -296,9 +282,9 @@ cdp_profile_check_feed(PG_FUNCTION_ARGS)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 	/* opening the cursor checks privileges; nothing is fetched */
-	portal = open_feed(f, &save_userid, &save_sec, &save_nest);
+	portal = open_feed(f, &rs);
 	SPI_cursor_close(portal);
-	end_as_owner(save_userid, save_sec, save_nest);
+	cdp_restore_role(&rs);
 	error_context_stack = errcb.previous;
 	SPI_finish();
 	PG_RETURN_VOID();

@@ -50,17 +50,14 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "run_as.h"
+
 /* the evaluation and validation texts all start with this */
 #define PREDICATE_PREFIX	"SELECT ("
 #define PREDICATE_SUFFIX	"\n)"
 
 /* A role switch with pinned settings, undone by restore_role or by abort. */
-typedef struct RoleSwitch
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
-} RoleSwitch;
+typedef CdpRoleSwitch RoleSwitch;
 
 /* Where a predicate's error positions point. */
 typedef struct PredicateErrorContext
@@ -74,24 +71,14 @@ typedef struct PredicateErrorContext
 static void
 switch_role(RoleSwitch *rs, Oid role, bool restricted)
 {
-	GetUserIdAndSecContext(&rs->save_userid, &rs->save_sec_context);
-	SetUserIdAndSecContext(role,
-						   rs->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
-	rs->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, cdp, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("standard_conforming_strings", "on",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	cdp_switch_role(rs, role, restricted, "pg_catalog, cdp, pg_temp");
+	cdp_set_local_guc("standard_conforming_strings", "on");
 }
 
 static void
 restore_role(RoleSwitch *rs)
 {
-	AtEOXact_GUC(false, rs->save_nestlevel);
-	SetUserIdAndSecContext(rs->save_userid, rs->save_sec_context);
+	cdp_restore_role(rs);
 }
 
 /* Owner of the extension's tables: the role bookkeeping runs as. */
