@@ -33,8 +33,6 @@
 
 #include "run_as.h"
 
-#define FEED_FETCH_BATCH 10000
-
 /* output columns of cdp.profile_read_feed() */
 enum
 {
@@ -120,18 +118,18 @@ load_feed(const char *name)
  * Open the feed's query as a read-only cursor as its owner, and match its
  * columns.  The caller ends the owner's context with cdp_restore_role().
  */
-static Portal
-open_feed(Feed *f, CdpRoleSwitch *rs)
+static char *
+feed_sql(Feed *f)
 {
-	char	   *sql = psprintf("SELECT * FROM (%s\n) AS cdp_feed", f->query);
-	Portal		portal;
-	TupleDesc	desc;
+	return psprintf("SELECT * FROM (%s\n) AS cdp_feed", f->query);
+}
+
+/* Match the feed's result columns to the output columns, by name. */
+static void
+match_columns(Feed *f, TupleDesc desc)
+{
 	int			i;
 
-	cdp_switch_role(rs, f->owner, true, f->search_path);
-
-	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
-	desc = portal->tupDesc;
 	if (desc == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -185,7 +183,120 @@ open_feed(Feed *f, CdpRoleSwitch *rs)
 							f->name, feed_columns[i].name),
 					 errhint("Return a column named \"%s\" of type %s.",
 							 feed_columns[i].name, feed_columns[i].type_name)));
+}
+
+/*
+ * Open the feed's query as a read-only cursor as its owner, which plans it
+ * and starts its executor (checking privileges) without reading a row.
+ * The caller ends the owner's context with cdp_restore_role().
+ */
+static Portal
+open_feed(Feed *f, CdpRoleSwitch *rs)
+{
+	Portal		portal;
+
+	cdp_switch_role(rs, f->owner, true, f->search_path);
+	portal = SPI_cursor_open_with_args(NULL, feed_sql(f), 0, NULL, NULL, NULL, true, 0);
+	match_columns(f, portal->tupDesc);
 	return portal;
+}
+
+/*
+ * Rows of a feed go straight from its executor into the function's
+ * tuplestore: no SPI tuple table in between, and the feed's plan may use
+ * parallel workers since it runs to completion.
+ */
+typedef struct FeedReceiver
+{
+	DestReceiver pub;
+	Feed	   *feed;
+	Tuplestorestate *store;
+	TupleDesc	outdesc;
+	uint64		rows;
+} FeedReceiver;
+
+static bool
+feed_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	FeedReceiver *rc = (FeedReceiver *) self;
+	Feed	   *f = rc->feed;
+	Datum		out[OUT_NCOLS];
+	bool		nulls[OUT_NCOLS];
+	int			c;
+
+	slot_getallattrs(slot);
+	/* varchar shares text's representation: no conversion */
+	for (c = 0; c < OUT_NCOLS; c++)
+	{
+		if (f->col[c] < 0)
+		{
+			out[c] = (Datum) 0;
+			nulls[c] = true;
+		}
+		else
+		{
+			out[c] = slot->tts_values[f->col[c]];
+			nulls[c] = slot->tts_isnull[f->col[c]];
+		}
+	}
+	tuplestore_putvalues(rc->store, rc->outdesc, out, nulls);
+	rc->rows++;
+	return true;
+}
+
+static void
+feed_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+feed_shutdown(DestReceiver *self)
+{
+}
+
+static void
+feed_destroy(DestReceiver *self)
+{
+}
+
+/* Run the feed to completion as its owner into store; returns its rows. */
+static uint64
+read_feed(Feed *f, Tuplestorestate *store, TupleDesc outdesc)
+{
+	CdpRoleSwitch rs;
+	SPIPlanPtr	plan;
+	CachedPlanSource *ps;
+	SPIExecuteOptions opts;
+	FeedReceiver rc;
+	int			ret;
+
+	cdp_switch_role(&rs, f->owner, true, f->search_path);
+	plan = SPI_prepare_cursor(feed_sql(f), 0, NULL, CURSOR_OPT_PARALLEL_OK);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	/* the wrapping subquery admits one SELECT only */
+	ps = linitial(SPI_plan_get_plan_sources(plan));
+	match_columns(f, ps->resultDesc);
+
+	memset(&rc, 0, sizeof(rc));
+	rc.pub.receiveSlot = feed_receive;
+	rc.pub.rStartup = feed_startup;
+	rc.pub.rShutdown = feed_shutdown;
+	rc.pub.rDestroy = feed_destroy;
+	rc.pub.mydest = DestNone;
+	rc.feed = f;
+	rc.store = store;
+	rc.outdesc = outdesc;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.dest = (DestReceiver *) &rc;
+	opts.read_only = true;
+	ret = SPI_execute_plan_extended(plan, &opts);
+	if (ret < 0)
+		elog(ERROR, "SPI_execute_plan_extended failed: %s", SPI_result_code_string(ret));
+	SPI_freeplan(plan);
+	cdp_restore_role(&rs);
+	return rc.rows;
 }
 
 
@@ -197,10 +308,8 @@ cdp_profile_read_feed(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Feed	   *f;
-	Portal		portal;
 	ErrorContextCallback errcb;
-	CdpRoleSwitch rs;
-	uint64		rows = 0;
+	uint64		rows;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -211,40 +320,7 @@ cdp_profile_read_feed(PG_FUNCTION_ARGS)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	portal = open_feed(f, &rs);
-	for (;;)
-	{
-		uint64		i;
-
-		SPI_cursor_fetch(portal, true, FEED_FETCH_BATCH);
-		if (SPI_processed == 0)
-			break;
-		for (i = 0; i < SPI_processed; i++)
-		{
-			Datum		out[OUT_NCOLS];
-			bool		nulls[OUT_NCOLS];
-			int			c;
-
-			/* varchar shares text's representation: no conversion */
-			for (c = 0; c < OUT_NCOLS; c++)
-			{
-				if (f->col[c] < 0)
-				{
-					out[c] = (Datum) 0;
-					nulls[c] = true;
-				}
-				else
-					out[c] = heap_getattr(SPI_tuptable->vals[i], f->col[c] + 1,
-										  SPI_tuptable->tupdesc, &nulls[c]);
-			}
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
-		}
-		rows += SPI_processed;
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
-	}
-	SPI_cursor_close(portal);
-	cdp_restore_role(&rs);
+	rows = read_feed(f, rsinfo->setResult, rsinfo->setDesc);
 	error_context_stack = errcb.previous;
 
 	/* bookkeeping, as the refresh's own role */
