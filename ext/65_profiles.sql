@@ -35,7 +35,10 @@ CREATE FUNCTION cdp.profile_read_feed(feed text)
 RETURNS TABLE(kind text, value text, attributes jsonb, at timestamptz, priority integer,
               event text, amount float8)
 AS 'MODULE_PATHNAME', 'cdp_profile_read_feed'
-LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+-- Feeds are large (every event of every profile): the default estimate of
+-- 1000 rows would join them to cdp.identifiers by millions of index probes
+-- instead of one hash join.
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE ROWS 10000000;
 COMMENT ON FUNCTION cdp.profile_read_feed(text) IS
   'internal: the rows of a profile feed, read as the feed''s owner (columns a feed does not have are NULL)';
 

@@ -185,6 +185,16 @@ SELECT trait_rows FROM cdp.refresh_profiles();
 SELECT cdp.drop_feed('private');
 SELECT trait_rows FROM cdp.refresh_profiles();
 
+-- a feed is planned as large: at 1M profiles the default estimate of 1000
+-- rows joined 10M event rows to cdp.identifiers by index probes (99 s
+-- instead of one hash join)
+SELECT prorows >= 1000000 AS feeds_estimated_large FROM pg_proc
+WHERE oid = 'cdp.profile_read_feed(text)'::regprocedure;
+EXPLAIN (COSTS OFF)
+SELECT i.profile_id, count(*) FROM cdp.profile_read_feed('web') r
+LEFT JOIN cdp.identifiers i ON i.kind = r.kind COLLATE "C" AND i.value = r.value COLLATE "C"
+GROUP BY 1;
+
 -- clean up: feeds, sources and graph back to empty; an empty graph empties the tables
 SELECT cdp.drop_feed('crm'), cdp.drop_feed('dmp'), cdp.drop_feed('web');
 SELECT cdp.set_trait_rules(NULL);
