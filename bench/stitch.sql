@@ -74,10 +74,46 @@ BEGIN
   END LOOP;
 END $$;
 SELECT count(DISTINCT label) FROM lp;
+-- @case SQL label propagation from the source rows (pairs built in the statement)
+CREATE TEMP TABLE lq_pairs AS
+  SELECT DISTINCT a.k AS k1, a.v AS v1, b.k AS k2, b.v AS v2
+  FROM bench_links l,
+       LATERAL (VALUES (1, 'user_id', l.user_id), (2, 'email', l.email), (3, 'phone', l.phone),
+                       (4, 'anonymous_id', l.anonymous_id), (5, 'cookie_id', l.cookie_id)) a(n, k, v),
+       LATERAL (VALUES (1, 'user_id', l.user_id), (2, 'email', l.email), (3, 'phone', l.phone),
+                       (4, 'anonymous_id', l.anonymous_id), (5, 'cookie_id', l.cookie_id)) b(n, k, v)
+  WHERE a.v IS NOT NULL AND b.v IS NOT NULL AND a.n < b.n;
+CREATE TEMP TABLE lq_ids AS
+  SELECT kind, value, row_number() OVER () AS id
+  FROM (SELECT k1, v1 FROM lq_pairs UNION SELECT k2, v2 FROM lq_pairs) d(kind, value);
+CREATE TEMP TABLE lq_edges AS
+  SELECT a.id AS src, b.id AS dst
+  FROM lq_pairs p
+  JOIN lq_ids a ON a.kind = p.k1 AND a.value = p.v1
+  JOIN lq_ids b ON b.kind = p.k2 AND b.value = p.v2;
+INSERT INTO lq_edges SELECT dst, src FROM lq_edges;
+CREATE TEMP TABLE lq AS SELECT id, id AS label FROM lq_ids;
+CREATE UNIQUE INDEX ON lq (id);
+ANALYZE lq;
+ANALYZE lq_edges;
+DO $$
+DECLARE changed bigint;
+BEGIN
+  LOOP
+    UPDATE lq SET label = m.label
+    FROM (SELECT e.src, min(l.label) AS label FROM lq_edges e JOIN lq l ON l.id = e.dst GROUP BY e.src) m
+    WHERE lq.id = m.src AND m.label < lq.label;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    EXIT WHEN changed = 0;
+  END LOOP;
+END $$;
+SELECT count(DISTINCT label) FROM lq;
 -- @compare cdp.stitch, no rules | SQL label propagation
+-- @compare cdp.stitch, no rules | SQL label propagation from the source rows (pairs built in the statement)
 -- @compare cdp.stitch, no rules | pgr_connectedComponents, with id mapping
 -- @note goals: cdp.stitch within 3x of the floor; at least 20x faster than label propagation; faster than pgRouting including its id mapping
 -- @note the floor is a parallel count(*) that does not read the identifier columns; cdp.stitch reads and interns every value
 -- @note label propagation and pgRouting start from bench_pairs, the distinct identifier pairs prepared untimed; their times include mapping text identifiers to bigint ids and back (pgRouting: the mapping back is a join)
+-- @note "from the source rows": the same label propagation timed from the rows cdp.stitch reads, as a warehouse job that rebuilds its edge list from the tables runs it
 -- @setup
 DROP TABLE bench_pairs, bench_links;
