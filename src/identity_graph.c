@@ -90,6 +90,7 @@ typedef struct GNode
 	uint32		hash;
 	int32		comp;			/* component after the run; 0: refused */
 	int32		pending;		/* new identifier: its Stage node; else -1 */
+	int32		since;			/* round it became internal; -1: external */
 	bool		internal;		/* recomputed (else: far end of a link) */
 } GNode;
 
@@ -137,6 +138,7 @@ typedef struct Graph
 	int			refcap;
 	int			lastkind;		/* lookup cache */
 	const char *lastkindname;
+	int			round;			/* widening round being loaded */
 } Graph;
 
 typedef struct KvEntry
@@ -217,8 +219,12 @@ add_node(Graph *g, int64 id, const char *kind, const char *value, int len,
 	e = i64map_insert(g->byid, id, &found);
 	if (found)
 	{
-		if (internal)
-			g->nodes[e->val].internal = true;
+		n = &g->nodes[e->val];
+		if (internal && !n->internal)
+		{
+			n->internal = true;
+			n->since = g->round;
+		}
 		return (uint32) e->val;
 	}
 	if (g->nnodes == g->cap)
@@ -236,6 +242,7 @@ add_node(Graph *g, int64 id, const char *kind, const char *value, int len,
 	n->hash = (uint32) hash_bytes_extended((const unsigned char *) value, len, n->kind);
 	n->comp = 0;
 	n->pending = -1;
+	n->since = internal ? g->round : -1;
 	n->internal = internal;
 	(void) kv_insert(g->byvalue, g->nnodes, &found);
 	Assert(!found);
@@ -353,33 +360,32 @@ node_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
 typedef struct LinkArg
 {
 	i64map_hash *missing;		/* far ends not loaded yet */
-	bool		collect;
+	bool		collect;		/* buffer rows until the far ends are in */
+	int64	   *a;
+	int64	   *b;
+	TimestampTz *at;
+	uint64		n;
+	uint64		cap;
 } LinkArg;
 
 static void
-link_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
+add_link(Graph *g, int64 a, int64 b, TimestampTz at)
 {
-	LinkArg    *la = arg;
-	bool		isnull;
-	int64		a = DatumGetInt64(heap_getattr(tup, 1, desc, &isnull));
-	int64		b = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
-	TimestampTz at = DatumGetTimestampTz(heap_getattr(tup, 3, desc, &isnull));
 	I64Entry   *ea = i64map_lookup(g->byid, a);
 	I64Entry   *eb = i64map_lookup(g->byid, b);
 	GLink	   *l;
 
-	if (la->collect)
-	{
-		bool		found;
-
-		if (ea == NULL)
-			(void) i64map_insert(la->missing, a, &found);
-		if (eb == NULL)
-			(void) i64map_insert(la->missing, b, &found);
-		return;
-	}
 	if (ea == NULL || eb == NULL)
 		elog(ERROR, "identity link (" INT64_FORMAT ", " INT64_FORMAT ") has a missing end", a, b);
+	/* widening: a link to a node recomputed in an earlier round is loaded */
+	if (g->round > 0)
+	{
+		GNode	   *x = &g->nodes[ea->val];
+		GNode	   *y = &g->nodes[eb->val];
+
+		if ((x->internal && x->since < g->round) || (y->internal && y->since < g->round))
+			return;
+	}
 	if (g->nlinks == g->linkcap)
 	{
 		g->linkcap *= 2;
@@ -389,6 +395,42 @@ link_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
 	l->a = (uint32) ea->val;
 	l->b = (uint32) eb->val;
 	l->first_seen = at;
+}
+
+static void
+link_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
+{
+	LinkArg    *la = arg;
+	bool		isnull;
+	int64		a = DatumGetInt64(heap_getattr(tup, 1, desc, &isnull));
+	int64		b = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
+	TimestampTz at = DatumGetTimestampTz(heap_getattr(tup, 3, desc, &isnull));
+
+	if (la->collect)
+	{
+		bool		found;
+
+		if (i64map_lookup(g->byid, a) == NULL)
+			(void) i64map_insert(la->missing, a, &found);
+		if (i64map_lookup(g->byid, b) == NULL)
+			(void) i64map_insert(la->missing, b, &found);
+		if (la->n == la->cap)
+		{
+			la->cap = Max(la->cap * 2, 1024);
+			la->a = la->a ? repalloc_huge(la->a, sizeof(int64) * la->cap)
+				: MemoryContextAllocHuge(g->mcxt, sizeof(int64) * la->cap);
+			la->b = la->b ? repalloc_huge(la->b, sizeof(int64) * la->cap)
+				: MemoryContextAllocHuge(g->mcxt, sizeof(int64) * la->cap);
+			la->at = la->at ? repalloc_huge(la->at, sizeof(TimestampTz) * la->cap)
+				: MemoryContextAllocHuge(g->mcxt, sizeof(TimestampTz) * la->cap);
+		}
+		la->a[la->n] = a;
+		la->b[la->n] = b;
+		la->at[la->n] = at;
+		la->n++;
+		return;
+	}
+	add_link(g, a, b, at);
 }
 
 /* ------------------------------------------------------ engine callbacks */
@@ -563,7 +605,6 @@ typedef struct Stage
 	TimestampTz *first_seen;	/* per node */
 	TimestampTz *last_seen;
 	bool	   *existed;
-	bool	   *changed;		/* existed, and first/last_seen moved */
 	bool	   *dead;			/* new, and already past its kind's ttl */
 	uint32		fcap;
 	StageLink  *links;
@@ -800,10 +841,8 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	for_each_row(g, "SELECT source, kind1, value1, kind2, value2, coalesce(at, now())"
 				 " FROM pg_temp.cdp_stage", 0, NULL, NULL, stage_row, st);
 	st->existed = MemoryContextAllocHuge(g->mcxt, sizeof(bool) * Max(g->nnodes, 1));
-	st->changed = MemoryContextAllocHuge(g->mcxt, sizeof(bool) * Max(g->nnodes, 1));
 	st->dead = MemoryContextAllocHuge(g->mcxt, sizeof(bool) * Max(g->nnodes, 1));
 	memset(st->existed, 0, sizeof(bool) * g->nnodes);
-	memset(st->changed, 0, sizeof(bool) * g->nnodes);
 	memset(st->dead, 0, sizeof(bool) * g->nnodes);
 
 	if (SPI_execute("SELECT NOT EXISTS (SELECT FROM cdp.identifiers),"
@@ -827,46 +866,89 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 								 GUC_ACTION_SAVE, true, 0, false);
 	}
 
-	/* known identifiers */
+	/*
+	 * Known identifiers: move first_seen/last_seen where they moved, then
+	 * look up the ids of the others (new, or seen within the stored range).
+	 */
 	for (i = 0; !graph_empty && i < g->nnodes; i += WRITE_BATCH)
 	{
 		int			nb = Min(WRITE_BATCH, g->nnodes - i);
 		char	  **k;
 		char	  **v;
-		Oid			argtypes[2] = {TEXTARRAYOID, TEXTARRAYOID};
-		Datum		values[2];
+		TimestampTz *fs;
+		TimestampTz *ls;
+		uint32	   *which;
+		int			nw = 0;
 		int			j;
 		uint64		r;
 
 		MemoryContextSwitchTo(st->tmp);
 		k = palloc(sizeof(char *) * nb);
 		v = palloc(sizeof(char *) * nb);
+		fs = palloc(sizeof(TimestampTz) * nb);
+		ls = palloc(sizeof(TimestampTz) * nb);
+		which = palloc(sizeof(uint32) * nb);
 		for (j = 0; j < nb; j++)
 		{
 			k[j] = g->kinds[g->nodes[i + j].kind];
 			v[j] = (char *) g->nodes[i + j].value;
+			fs[j] = st->first_seen[i + j];
+			ls[j] = st->last_seen[i + j];
 		}
-		values[0] = text_array(k, NULL, nb);
-		values[1] = text_array(v, NULL, nb);
-		if (SPI_execute_with_args("SELECT u.ord, i.identifier_id, i.first_seen, i.last_seen"
-								  " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, v, ord)"
-								  " JOIN cdp.identifiers i"
-								  " ON i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\"",
-								  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read cdp.identifiers");
+		{
+			Oid			argtypes[4] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+			TIMESTAMPTZARRAYOID};
+			Datum		values[4] = {text_array(k, NULL, nb), text_array(v, NULL, nb),
+			ts_array(fs, nb), ts_array(ls, nb)};
+
+			exec_batch("UPDATE cdp.identifiers i"
+					   " SET first_seen = least(i.first_seen, u.f), last_seen = greatest(i.last_seen, u.l)"
+					   " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])"
+					   " WITH ORDINALITY AS u(k, v, f, l, ord)"
+					   " WHERE i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\""
+					   " AND (u.f < i.first_seen OR u.l > i.last_seen)"
+					   " RETURNING u.ord, i.identifier_id",
+					   4, argtypes, values, SPI_OK_UPDATE_RETURNING);
+		}
 		for (r = 0; r < SPI_processed; r++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[r];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			uint32		x = i + (uint32) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1;
-			TimestampTz fs = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-			TimestampTz ls = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 
 			g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 			st->existed[x] = true;
-			st->changed[x] = st->first_seen[x] < fs || st->last_seen[x] > ls;
 		}
 		SPI_freetuptable(SPI_tuptable);
+		for (j = 0; j < nb; j++)
+			if (!st->existed[i + j])
+			{
+				k[nw] = k[j];
+				v[nw] = v[j];
+				which[nw++] = i + j;
+			}
+		if (nw > 0)
+		{
+			Oid			argtypes[2] = {TEXTARRAYOID, TEXTARRAYOID};
+			Datum		values[2] = {text_array(k, NULL, nw), text_array(v, NULL, nw)};
+
+			if (SPI_execute_with_args("SELECT u.ord, i.identifier_id"
+									  " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, v, ord)"
+									  " JOIN cdp.identifiers i"
+									  " ON i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\"",
+									  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read cdp.identifiers");
+			for (r = 0; r < SPI_processed; r++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[r];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				uint32		x = which[DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
+
+				g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+				st->existed[x] = true;
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
 		MemoryContextSwitchTo(g->mcxt);
 		MemoryContextReset(st->tmp);
 	}
@@ -961,33 +1043,11 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		}
 	}
 
-	/* move first_seen/last_seen of known identifiers and links */
+	/* move first_seen/last_seen of known links */
 	MemoryContextSwitchTo(st->tmp);
 	ids = palloc(sizeof(int64) * WRITE_BATCH);
 	f = palloc(sizeof(TimestampTz) * WRITE_BATCH);
 	l = palloc(sizeof(TimestampTz) * WRITE_BATCH);
-	for (i = 0, n = 0; i <= g->nnodes; i++)
-	{
-		if (i < g->nnodes && st->changed[i])
-		{
-			ids[n] = g->nodes[i].id;
-			f[n] = st->first_seen[i];
-			l[n] = st->last_seen[i];
-			n++;
-		}
-		if (n > 0 && (n == WRITE_BATCH || i == g->nnodes))
-		{
-			Oid			argtypes[3] = {INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
-			Datum		values[3] = {int8_array(ids, n), ts_array(f, n), ts_array(l, n)};
-
-			exec_batch("UPDATE cdp.identifiers i"
-					   " SET first_seen = least(i.first_seen, u.f), last_seen = greatest(i.last_seen, u.l)"
-					   " FROM unnest($1::int8[], $2::timestamptz[], $3::timestamptz[]) AS u(id, f, l)"
-					   " WHERE i.identifier_id = u.id",
-					   3, argtypes, values, SPI_OK_UPDATE);
-			n = 0;
-		}
-	}
 	{
 		int64	   *b = palloc(sizeof(int64) * WRITE_BATCH);
 
@@ -1325,6 +1385,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 	char	  **kinds = NULL;
 	int			nkinds = 0;
 	Graph	   *g = NULL;
+	i64map_hash *loaded = NULL;	/* profiles in g */
 	StitchEngine *engine = NULL;
 	int32	   *parent = NULL;
 	int32		ncomps = 0;
@@ -1508,27 +1569,39 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 
 		if (round >= MAX_ROUNDS)
 			elog(ERROR, "identity recomputation did not converge");
-		if (g)
+		if (engine)
+			stitch_destroy(engine);
+		engine = NULL;
+		/* widening keeps what earlier rounds loaded and adds to it */
+		if (g == NULL)
 		{
-			if (engine)
-				stitch_destroy(engine);
-			engine = NULL;
-			MemoryContextDelete(g->mcxt);
+			g = graph_create(keep, kinds, nkinds);
+			loaded = i64map_create(keep, 1024, NULL);
 		}
-		g = graph_create(keep, kinds, nkinds);
 		MemoryContextSwitchTo(g->mcxt);
+		g->round = round;
+		g->nrefusals = 0;
+		for (i = 0; i < g->nnodes; i++)
+			g->nodes[i].comp = 0;
 
 		/* 1. the identifiers to recompute, then the links touching them */
 		internal = true;
 		if (full)
-			for_each_row(g, "SELECT identifier_id, kind, value, profile_id FROM cdp.identifiers",
-						 0, NULL, NULL, node_row, &internal);
+		{
+			if (round == 0)
+				for_each_row(g, "SELECT identifier_id, kind, value, profile_id FROM cdp.identifiers",
+							 0, NULL, NULL, node_row, &internal);
+		}
 		else
 		{
 			Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
 			Datum		values[2];
-			int64	   *arr;
-			int			n;
+			int64	   *sarr = palloc(sizeof(int64) * Max(S->members, 1));
+			int64	   *tarr = palloc(sizeof(int64) * Max(T->members, 1));
+			int			ns = 0;
+			int			nt = 0;
+			i64map_iterator it;
+			I64Entry   *e;
 
 			/*
 			 * A few profiles out of many: index probes, never a scan of the
@@ -1542,51 +1615,77 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_SAVE, true, 0, false);
 
-			arr = set_to_array(S, &n);
-			values[0] = int8_array(arr, n);
-			arr = set_to_array(T, &n);
-			values[1] = int8_array(arr, n);
+			i64map_start_iterate(S, &it);
+			while ((e = i64map_iterate(S, &it)) != NULL)
+				if (i64map_lookup(loaded, e->key) == NULL)
+					sarr[ns++] = e->key;
+			i64map_start_iterate(T, &it);
+			while ((e = i64map_iterate(T, &it)) != NULL)
+			{
+				I64Entry   *x = i64map_lookup(g->byid, e->key);
+
+				if (x == NULL || !g->nodes[x->val].internal)
+					tarr[nt++] = e->key;
+			}
+			values[0] = int8_array(sarr, ns);
+			values[1] = int8_array(tarr, nt);
 			/* joins with unnest(): the planner never walks the arrays */
-			for_each_row(g, "WITH t AS (SELECT DISTINCT id FROM unnest($2::int8[]) AS u(id)),"
-						 " p AS (SELECT id FROM unnest($1::int8[]) AS u(id)"
-						 " UNION SELECT i.profile_id FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id"
-						 " WHERE i.profile_id IS NOT NULL)"
-						 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
-						 " FROM cdp.identifiers i JOIN p ON i.profile_id = p.id"
-						 " UNION"
-						 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
-						 " FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id",
-						 2, argtypes, values, node_row, &internal);
+			if (ns + nt > 0)
+				for_each_row(g, "WITH t AS (SELECT DISTINCT id FROM unnest($2::int8[]) AS u(id)),"
+							 " p AS (SELECT id FROM unnest($1::int8[]) AS u(id)"
+							 " UNION SELECT i.profile_id FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id"
+							 " WHERE i.profile_id IS NOT NULL)"
+							 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+							 " FROM cdp.identifiers i JOIN p ON i.profile_id = p.id"
+							 " UNION"
+							 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+							 " FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id",
+							 2, argtypes, values, node_row, &internal);
 		}
-		stage_inject(g, stage);
-		n_internal = g->nnodes;
+		if (round == 0)
+			stage_inject(g, stage);
+		/* a recomputed identifier's profile is loaded whole */
 		for (i = 0; i < g->nnodes; i++)
-			if (g->nodes[i].old_profile != 0)
+			if (g->nodes[i].internal && g->nodes[i].old_profile != 0)
+			{
 				(void) i64map_insert(S, g->nodes[i].old_profile, &found);
+				(void) i64map_insert(loaded, g->nodes[i].old_profile, &found);
+			}
 
 		la.collect = false;
 		la.missing = NULL;
+		la.a = la.b = NULL;
+		la.at = NULL;
+		la.n = la.cap = 0;
 		if (full)
-			for_each_row(g, "SELECT a, b, first_seen FROM cdp.identity_links",
-						 0, NULL, NULL, link_row, &la);
+		{
+			if (round == 0)
+				for_each_row(g, "SELECT a, b, first_seen FROM cdp.identity_links",
+							 0, NULL, NULL, link_row, &la);
+		}
 		else
 		{
 			Oid			argtypes[1] = {INT8ARRAYOID};
 			Datum		values[1];
 			int64	   *ids = palloc(sizeof(int64) * Max(g->nnodes, 1));
-			const char *sql = "SELECT l.a, l.b, l.first_seen"
-				" FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.a = u.id"
-				" UNION"
-				" SELECT l.a, l.b, l.first_seen"
-				" FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.b = u.id";
+			int			nids = 0;
+			uint64		k;
 
+			/* only the links of identifiers that joined in this round */
 			for (i = 0; i < g->nnodes; i++)
-				ids[i] = g->nodes[i].id;
-			values[0] = int8_array(ids, g->nnodes);
+				if (g->nodes[i].internal && g->nodes[i].since == round)
+					ids[nids++] = g->nodes[i].id;
+			values[0] = int8_array(ids, nids);
 			/* far ends first, so that every link finds both its nodes */
 			la.collect = true;
 			la.missing = i64map_create(g->mcxt, 1024, NULL);
-			for_each_row(g, sql, 1, argtypes, values, link_row, &la);
+			if (nids > 0)
+				for_each_row(g, "SELECT l.a, l.b, l.first_seen"
+							 " FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.a = u.id"
+							 " UNION"
+							 " SELECT l.a, l.b, l.first_seen"
+							 " FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.b = u.id",
+							 1, argtypes, values, link_row, &la);
 			if (la.missing->members > 0)
 			{
 				Datum		ext[1];
@@ -1601,10 +1700,14 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 							 " ON i.identifier_id = u.id",
 							 1, argtypes, ext, node_row, &external);
 			}
-			la.collect = false;
-			for_each_row(g, sql, 1, argtypes, values, link_row, &la);
+			for (k = 0; k < la.n; k++)
+				add_link(g, la.a[k], la.b[k], la.at[k]);
 			AtEOXact_GUC(true, guc_level);
 		}
+		n_internal = 0;
+		for (i = 0; i < g->nnodes; i++)
+			if (g->nodes[i].internal)
+				n_internal++;
 
 		/* "together" reaching outside the set: take the other profile in */
 		for (o = 0; o < noverrides; o++)
