@@ -71,7 +71,9 @@ typedef struct I64Entry
 #define SH_ELEMENT_TYPE I64Entry
 #define SH_KEY_TYPE int64
 #define SH_KEY key
-#define SH_HASH_KEY(tb, key) murmurhash32((uint32) (key) ^ (uint32) ((uint64) (key) >> 32))
+/* both halves mixed: stage link keys are (node << 32 | node) pairs */
+#define SH_HASH_KEY(tb, key) hash_combine(murmurhash32((uint32) (key)), \
+										  murmurhash32((uint32) ((uint64) (key) >> 32)))
 #define SH_EQUAL(tb, a, b) ((a) == (b))
 #define SH_SCOPE static inline
 #define SH_DECLARE
