@@ -847,8 +847,10 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	memset(st->existed, 0, sizeof(bool) * g->nnodes);
 	memset(st->dead, 0, sizeof(bool) * g->nnodes);
 
+	/* never analyzed (e.g. right after the first refresh): guess from its size */
 	if (SPI_execute("SELECT NOT EXISTS (SELECT FROM cdp.identifiers),"
-					" (CASE WHEN c.reltuples >= 0 THEN c.reltuples ELSE 0 END)::float8"
+					" (CASE WHEN c.reltuples >= 0 THEN c.reltuples"
+					" ELSE pg_catalog.pg_relation_size(c.oid) / 100 END)::float8"
 					" FROM pg_catalog.pg_class c"
 					" WHERE c.oid = 'cdp.identifiers'::pg_catalog.regclass",
 					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
