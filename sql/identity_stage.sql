@@ -3,10 +3,14 @@
 -- overrides for identifiers first seen in the same refresh, and a refresh
 -- large enough to recompute the whole graph in one pass.
 SET client_min_messages = warning;
+SET timezone = 'UTC';
+SET datestyle = 'ISO, YMD';
 CREATE TABLE ids_a (user_id text, email text, at timestamptz);
 CREATE TABLE ids_b (user_id text, email text, at timestamptz);
+-- profiles numbered 1, 2, ... in id order (earlier tests used the sequence)
 CREATE VIEW ids_graph AS
-  SELECT i.profile_id, i.kind, i.value, i.first_seen, i.last_seen FROM cdp.identifiers i ORDER BY 1, 2, 3;
+  SELECT dense_rank() OVER (ORDER BY i.profile_id) AS profile, i.kind, i.value, i.first_seen, i.last_seen
+  FROM cdp.identifiers i ORDER BY 1, 2, 3;
 CREATE VIEW ids_links AS
   SELECT least(ia.value, ib.value) AS end1, greatest(ia.value, ib.value) AS end2,
          l.first_seen, l.last_seen, l.source
