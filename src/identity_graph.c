@@ -598,7 +598,6 @@ typedef struct StageLink
 	TimestampTz last_seen;
 	const char *source;
 	bool		existed;
-	bool		changed;
 } StageLink;
 
 typedef struct Stage
@@ -796,6 +795,27 @@ newlink_cmp(const void *pa, const void *pb)
 	return x->b < y->b ? -1 : (x->b > y->b ? 1 : 0);
 }
 
+/* (kind, value) order of cdp.identifiers' unique index ("C" collation) */
+static int
+node_value_cmp(const void *pa, const void *pb, void *arg)
+{
+	Graph	   *g = arg;
+	const GNode *x = &g->nodes[*(const uint32 *) pa];
+	const GNode *y = &g->nodes[*(const uint32 *) pb];
+	int			c;
+
+	if (x->kind != y->kind)
+	{
+		c = strcmp(g->kinds[x->kind], g->kinds[y->kind]);
+		if (c != 0)
+			return c;
+	}
+	c = memcmp(x->value, y->value, Min(x->len, y->len));
+	if (c != 0)
+		return c;
+	return x->len < y->len ? -1 : (x->len > y->len ? 1 : 0);
+}
+
 /* Rows of a statement over batches of unnest() arrays must all be written. */
 static void
 exec_batch(const char *sql, int nargs, Oid *argtypes, Datum *values, int expect)
@@ -821,12 +841,10 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	bool		found;
 	uint32		i;
 	int			guc_level = 0;
+	uint32	   *byvalue;
 	TimestampTz *cutoff;
 	bool	   *has_cutoff;
 	bool		any_ttl = false;
-	int64	   *ids;
-	TimestampTz *f;
-	TimestampTz *l;
 	int			n;
 
 	st->g = g = graph_create(keep, kinds, nkinds);
@@ -874,6 +892,12 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	 * Known identifiers: move first_seen/last_seen where they moved, then
 	 * look up the ids of the others (new, or seen within the stored range).
 	 */
+	/* probes in index order touch each index page once */
+	byvalue = palloc(sizeof(uint32) * Max(g->nnodes, 1));
+	for (i = 0; i < g->nnodes; i++)
+		byvalue[i] = i;
+	if (!graph_empty)
+		qsort_arg(byvalue, g->nnodes, sizeof(uint32), node_value_cmp, g);
 	for (i = 0; !graph_empty && i < g->nnodes; i += WRITE_BATCH)
 	{
 		int			nb = Min(WRITE_BATCH, g->nnodes - i);
@@ -894,10 +918,12 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		which = palloc(sizeof(uint32) * nb);
 		for (j = 0; j < nb; j++)
 		{
-			k[j] = g->kinds[g->nodes[i + j].kind];
-			v[j] = (char *) g->nodes[i + j].value;
-			fs[j] = st->first_seen[i + j];
-			ls[j] = st->last_seen[i + j];
+			uint32		x = byvalue[i + j];
+
+			k[j] = g->kinds[g->nodes[x].kind];
+			v[j] = (char *) g->nodes[x].value;
+			fs[j] = st->first_seen[x];
+			ls[j] = st->last_seen[x];
 		}
 		{
 			Oid			argtypes[4] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
@@ -918,18 +944,18 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		{
 			HeapTuple	tup = SPI_tuptable->vals[r];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			uint32		x = i + (uint32) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1;
+			uint32		x = byvalue[i + (uint32) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
 
 			g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 			st->existed[x] = true;
 		}
 		SPI_freetuptable(SPI_tuptable);
 		for (j = 0; j < nb; j++)
-			if (!st->existed[i + j])
+			if (!st->existed[byvalue[i + j]])
 			{
 				k[nw] = k[j];
 				v[nw] = v[j];
-				which[nw++] = i + j;
+				which[nw++] = byvalue[i + j];
 			}
 		if (nw > 0)
 		{
@@ -990,103 +1016,109 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	for (i = 0; i < g->nnodes; i++)
 		(void) i64map_insert(g->byid, g->nodes[i].id, &found);
 
-	/* known links */
+	/*
+	 * Known links, in primary key order: move first_seen/last_seen where
+	 * they moved, then look up the others.
+	 */
 	{
-		uint32		first = 0;
+		NewLink    *kn = palloc(sizeof(NewLink) * Max(st->nlinks, 1));
+		int			nk = 0;
+		int			j;
 
-		while (first < st->nlinks)
+		for (i = 0; i < st->nlinks; i++)
 		{
+			StageLink  *sl = &st->links[i];
+			int64		x = g->nodes[sl->a].id;
+			int64		y = g->nodes[sl->b].id;
+
+			if (!st->existed[sl->a] || !st->existed[sl->b])
+				continue;
+			kn[nk].a = Min(x, y);
+			kn[nk].b = Max(x, y);
+			kn[nk].link = i;
+			nk++;
+		}
+		qsort(kn, nk, sizeof(NewLink), newlink_cmp);
+		for (j = 0; j < nk; j += WRITE_BATCH)
+		{
+			int			nb = Min(WRITE_BATCH, nk - j);
 			int64	   *a;
 			int64	   *b;
+			TimestampTz *fs;
+			TimestampTz *ls;
 			uint32	   *which;
-			int			nb = 0;
-			Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
-			Datum		values[2];
+			int			nw = 0;
+			int			m;
 			uint64		r;
 
 			MemoryContextSwitchTo(st->tmp);
-			a = palloc(sizeof(int64) * WRITE_BATCH);
-			b = palloc(sizeof(int64) * WRITE_BATCH);
-			which = palloc(sizeof(uint32) * WRITE_BATCH);
-			for (; first < st->nlinks && nb < WRITE_BATCH; first++)
+			a = palloc(sizeof(int64) * nb);
+			b = palloc(sizeof(int64) * nb);
+			fs = palloc(sizeof(TimestampTz) * nb);
+			ls = palloc(sizeof(TimestampTz) * nb);
+			which = palloc(sizeof(uint32) * nb);
+			for (m = 0; m < nb; m++)
 			{
-				StageLink  *sl = &st->links[first];
-				int64		x = g->nodes[sl->a].id;
-				int64		y = g->nodes[sl->b].id;
+				StageLink  *sl = &st->links[kn[j + m].link];
 
-				if (!st->existed[sl->a] || !st->existed[sl->b])
-					continue;
-				a[nb] = Min(x, y);
-				b[nb] = Max(x, y);
-				which[nb++] = first;
+				a[m] = kn[j + m].a;
+				b[m] = kn[j + m].b;
+				fs[m] = sl->first_seen;
+				ls[m] = sl->last_seen;
 			}
-			if (nb > 0)
 			{
-				values[0] = int8_array(a, nb);
-				values[1] = int8_array(b, nb);
-				if (SPI_execute_with_args("SELECT u.ord, l.first_seen, l.last_seen"
+				Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+				TIMESTAMPTZARRAYOID};
+				Datum		values[4] = {int8_array(a, nb), int8_array(b, nb), ts_array(fs, nb),
+				ts_array(ls, nb)};
+
+				exec_batch("UPDATE cdp.identity_links l"
+						   " SET first_seen = least(l.first_seen, u.f), last_seen = greatest(l.last_seen, u.l)"
+						   " FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::timestamptz[])"
+						   " WITH ORDINALITY AS u(a, b, f, l, ord)"
+						   " WHERE l.a = u.a AND l.b = u.b AND (u.f < l.first_seen OR u.l > l.last_seen)"
+						   " RETURNING u.ord",
+						   4, argtypes, values, SPI_OK_UPDATE_RETURNING);
+			}
+			for (r = 0; r < SPI_processed; r++)
+			{
+				int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+															  SPI_tuptable->tupdesc, 1, &isnull));
+
+				st->links[kn[j + ord - 1].link].existed = true;
+			}
+			SPI_freetuptable(SPI_tuptable);
+			for (m = 0; m < nb; m++)
+				if (!st->links[kn[j + m].link].existed)
+				{
+					a[nw] = a[m];
+					b[nw] = b[m];
+					which[nw++] = kn[j + m].link;
+				}
+			if (nw > 0)
+			{
+				Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
+				Datum		values[2] = {int8_array(a, nw), int8_array(b, nw)};
+
+				if (SPI_execute_with_args("SELECT u.ord"
 										  " FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS u(a, b, ord)"
 										  " JOIN cdp.identity_links l ON l.a = u.a AND l.b = u.b",
 										  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 					elog(ERROR, "could not read cdp.identity_links");
 				for (r = 0; r < SPI_processed; r++)
 				{
-					HeapTuple	tup = SPI_tuptable->vals[r];
-					TupleDesc	desc = SPI_tuptable->tupdesc;
-					StageLink  *sl = &st->links[which[DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1]];
-					TimestampTz fs = DatumGetTimestampTz(SPI_getbinval(tup, desc, 2, &isnull));
-					TimestampTz ls = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+					int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																  SPI_tuptable->tupdesc, 1, &isnull));
 
-					sl->existed = true;
-					sl->changed = sl->first_seen < fs || sl->last_seen > ls;
+					st->links[which[ord - 1]].existed = true;
 				}
 				SPI_freetuptable(SPI_tuptable);
 			}
 			MemoryContextSwitchTo(g->mcxt);
 			MemoryContextReset(st->tmp);
 		}
+		pfree(kn);
 	}
-
-	/* move first_seen/last_seen of known links */
-	MemoryContextSwitchTo(st->tmp);
-	ids = palloc(sizeof(int64) * WRITE_BATCH);
-	f = palloc(sizeof(TimestampTz) * WRITE_BATCH);
-	l = palloc(sizeof(TimestampTz) * WRITE_BATCH);
-	{
-		int64	   *b = palloc(sizeof(int64) * WRITE_BATCH);
-
-		for (i = 0, n = 0; i <= st->nlinks; i++)
-		{
-			if (i < st->nlinks && st->links[i].changed)
-			{
-				int64		x = g->nodes[st->links[i].a].id;
-				int64		y = g->nodes[st->links[i].b].id;
-
-				ids[n] = Min(x, y);
-				b[n] = Max(x, y);
-				f[n] = st->links[i].first_seen;
-				l[n] = st->links[i].last_seen;
-				n++;
-			}
-			if (n > 0 && (n == WRITE_BATCH || i == st->nlinks))
-			{
-				Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
-				TIMESTAMPTZARRAYOID};
-				Datum		values[4] = {int8_array(ids, n), int8_array(b, n), ts_array(f, n),
-				ts_array(l, n)};
-
-				exec_batch("UPDATE cdp.identity_links k"
-						   " SET first_seen = least(k.first_seen, u.f), last_seen = greatest(k.last_seen, u.l)"
-						   " FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::timestamptz[])"
-						   " AS u(a, b, f, l)"
-						   " WHERE k.a = u.a AND k.b = u.b",
-						   4, argtypes, values, SPI_OK_UPDATE);
-				n = 0;
-			}
-		}
-	}
-	MemoryContextSwitchTo(g->mcxt);
-	MemoryContextReset(st->tmp);
 	if (guc_level)
 		AtEOXact_GUC(true, guc_level);
 
