@@ -20,7 +20,8 @@
  *	   components afterwards, so they win over every rule.
  *	3. If an external node ended up in a component with loaded nodes, the
  *	   partial view was not enough (a link refused before is accepted now):
- *	   its profile joins the set and the loop starts again.
+ *	   its profile joins the set, only it and its links are loaded, and the
+ *	   engine runs again.
  *	4. Map components onto stable ids: each old profile claims the component
  *	   holding most of its identifiers; a component takes the smallest id
  *	   that claims it (the others are recorded as merged into it); parts
@@ -28,6 +29,10 @@
  *	   came from).
  *
  * With NULL arrays everything is loaded at once: a full rebuild.
+ *
+ * A refresh (staged = true) first folds the rows its sources returned into
+ * the graph (see "the stage" below); new identifiers take part in the
+ * recomputation from memory and are written once, with their profile id.
  *
  *-------------------------------------------------------------------------
  */
@@ -379,7 +384,7 @@ add_link(Graph *g, int64 a, int64 b, TimestampTz at)
 
 	if (ea == NULL || eb == NULL)
 		elog(ERROR, "identity link (" INT64_FORMAT ", " INT64_FORMAT ") has a missing end", a, b);
-	/* widening: a link to a node recomputed in an earlier round is loaded */
+	/* widening: links of nodes recomputed in an earlier round are in */
 	if (g->round > 0)
 	{
 		GNode	   *x = &g->nodes[ea->val];
