@@ -196,19 +196,19 @@ COMMENT ON FUNCTION cdp.identity_source_kinds(text) IS
   'internal: the identifier kinds of a source (its columns but "at" and the watermark), checked by planning its query as its owner';
 
 CREATE FUNCTION cdp.identity_recompute(run_id bigint, cause text, identifier_ids bigint[],
-                                       profile_ids bigint[],
+                                       profile_ids bigint[], staged boolean DEFAULT false,
                                        OUT identifiers_recomputed bigint, OUT profiles_created bigint,
                                        OUT profiles_merged bigint, OUT profiles_split bigint,
                                        OUT profiles_deleted bigint, OUT refusals jsonb)
 RETURNS record
 AS 'MODULE_PATHNAME', 'cdp_identity_recompute'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION cdp.identity_recompute(bigint, text, bigint[], bigint[]) IS
-  'internal: re-stitch the profiles of the given identifiers and profiles (NULL arrays: everything) and map the result onto stable ids';
+COMMENT ON FUNCTION cdp.identity_recompute(bigint, text, bigint[], bigint[], boolean) IS
+  'internal: re-stitch the profiles of the given identifiers and profiles (NULL arrays: everything) and map the result onto stable ids; staged: first fold in the source rows of pg_temp.cdp_stage (new identifiers and links, first/last seen, time-to-live)';
 
 REVOKE ALL ON FUNCTION cdp.identity_read_source(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdp.identity_source_kinds(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION cdp.identity_recompute(bigint, text, bigint[], bigint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdp.identity_recompute(bigint, text, bigint[], bigint[], boolean) FROM PUBLIC;
 
 -- --------------------------------------------------------------- helpers
 
@@ -383,7 +383,6 @@ DECLARE
   src record;
   n bigint;
   per_source jsonb := '{}';
-  touched_profiles bigint[];
   r record;
 BEGIN
   PERFORM cdp.identity_lock();
@@ -392,7 +391,6 @@ BEGIN
   CREATE TEMP TABLE cdp_stage (source text, kind1 text COLLATE "C", value1 text COLLATE "C",
                                kind2 text COLLATE "C", value2 text COLLATE "C",
                                at timestamptz) ON COMMIT DROP;
-  CREATE TEMP TABLE cdp_touched (identifier_id bigint) ON COMMIT DROP;
 
   FOR src IN SELECT s.name FROM cdp.identity_sources s ORDER BY s.name LOOP
     INSERT INTO cdp_stage SELECT src.name, x.* FROM cdp.identity_read_source(src.name) x;
@@ -400,95 +398,11 @@ BEGIN
     per_source := per_source || jsonb_build_object(src.name, n);
     UPDATE cdp.identity_runs SET rows_read = rows_read + n WHERE run_id = run;
   END LOOP;
-  ANALYZE cdp_stage;
+  UPDATE cdp.identity_runs SET sources = per_source WHERE run_id = run;
 
-  -- identifiers: new ones are touched
-  WITH obs AS (
-    SELECT kind1 AS kind, value1 AS value, coalesce(at, now()) AS at FROM cdp_stage
-    UNION ALL
-    SELECT kind2, value2, coalesce(at, now()) FROM cdp_stage WHERE kind2 IS NOT NULL
-  ), ins AS (
-    INSERT INTO cdp.identifiers AS i (kind, value, first_seen, last_seen)
-    SELECT kind, value, min(at), max(at) FROM obs GROUP BY kind, value
-    ON CONFLICT (kind, value) DO UPDATE
-      SET first_seen = least(i.first_seen, excluded.first_seen),
-          last_seen = greatest(i.last_seen, excluded.last_seen)
-      WHERE excluded.first_seen < i.first_seen OR excluded.last_seen > i.last_seen
-    RETURNING i.identifier_id, (i.xmax = 0) AS inserted
-  ), t AS (
-    INSERT INTO cdp_touched SELECT identifier_id FROM ins WHERE inserted RETURNING 1
-  )
-  SELECT count(*) INTO n FROM t;
-  UPDATE cdp.identity_runs SET identifiers_added = n WHERE run_id = run;
-
-  -- links: the endpoints of new ones are touched
-  WITH pairs AS (
-    SELECT least(i1.identifier_id, i2.identifier_id) AS a,
-           greatest(i1.identifier_id, i2.identifier_id) AS b,
-           min(coalesce(s.at, now())) AS first_seen, max(coalesce(s.at, now())) AS last_seen,
-           min(s.source) AS source
-    FROM cdp_stage s
-    JOIN cdp.identifiers i1 ON i1.kind = s.kind1 AND i1.value = s.value1
-    JOIN cdp.identifiers i2 ON i2.kind = s.kind2 AND i2.value = s.value2
-    WHERE s.kind2 IS NOT NULL AND i1.identifier_id <> i2.identifier_id
-    GROUP BY 1, 2
-  ), ins AS (
-    INSERT INTO cdp.identity_links AS l (a, b, first_seen, last_seen, source)
-    SELECT a, b, first_seen, last_seen, source FROM pairs ORDER BY a, b
-    ON CONFLICT (a, b) DO UPDATE
-      SET first_seen = least(l.first_seen, excluded.first_seen),
-          last_seen = greatest(l.last_seen, excluded.last_seen)
-      WHERE excluded.first_seen < l.first_seen OR excluded.last_seen > l.last_seen
-    RETURNING l.a, l.b, (l.xmax = 0) AS inserted
-  ), t AS (
-    INSERT INTO cdp_touched
-    SELECT x FROM ins, LATERAL (VALUES (a), (b)) v(x) WHERE inserted RETURNING 1
-  )
-  SELECT count(*) / 2 INTO n FROM t;
-  UPDATE cdp.identity_runs SET links_added = n, sources = per_source WHERE run_id = run;
-
-  -- time-to-live: links, then identifiers, of kinds with a ttl
-  IF EXISTS (SELECT FROM cdp.identity_kinds WHERE ttl IS NOT NULL) THEN
-    WITH dead AS (
-      DELETE FROM cdp.identity_links l
-      USING cdp.identifiers ia, cdp.identifiers ib
-      WHERE l.last_seen < now() - (SELECT min(ttl) FROM cdp.identity_kinds)
-        AND ia.identifier_id = l.a AND ib.identifier_id = l.b
-        AND l.last_seen < now() - (SELECT min(k.ttl) FROM cdp.identity_kinds k
-                                   WHERE k.kind IN (ia.kind, ib.kind))
-      RETURNING l.a, l.b
-    ), t AS (
-      INSERT INTO cdp_touched SELECT x FROM dead, LATERAL (VALUES (a), (b)) v(x) RETURNING 1
-    )
-    SELECT count(*) / 2 INTO n FROM t;
-    UPDATE cdp.identity_runs SET links_expired = n WHERE run_id = run;
-
-    CREATE TEMP TABLE cdp_dead ON COMMIT DROP AS
-      SELECT i.identifier_id, i.profile_id FROM cdp.identifiers i JOIN cdp.identity_kinds k USING (kind)
-      WHERE i.last_seen < now() - (SELECT min(ttl) FROM cdp.identity_kinds)
-        AND i.last_seen < now() - k.ttl;
-    IF EXISTS (SELECT FROM cdp_dead) THEN
-      INSERT INTO cdp_touched
-      SELECT CASE WHEN l.a = d.identifier_id THEN l.b ELSE l.a END
-      FROM cdp_dead d JOIN cdp.identity_links l ON d.identifier_id IN (l.a, l.b);
-      DELETE FROM cdp.identity_links l USING cdp_dead d WHERE l.a = d.identifier_id;
-      DELETE FROM cdp.identity_links l USING cdp_dead d WHERE l.b = d.identifier_id;
-      DELETE FROM cdp.identity_refusals x USING cdp_dead d WHERE x.identifier_id = d.identifier_id;
-      DELETE FROM cdp.identifiers i USING cdp_dead d WHERE i.identifier_id = d.identifier_id;
-      SELECT array_agg(DISTINCT profile_id) FILTER (WHERE profile_id IS NOT NULL), count(*)
-        INTO touched_profiles, n FROM cdp_dead;
-      UPDATE cdp.identity_runs SET identifiers_expired = n WHERE run_id = run;
-    END IF;
-  END IF;
-
-  SELECT * INTO r FROM cdp.identity_recompute(run, 'refresh',
-                                              (SELECT coalesce(array_agg(DISTINCT identifier_id), '{}')
-                                               FROM cdp_touched),
-                                              coalesce(touched_profiles, '{}'));
-  DROP TABLE cdp_stage, cdp_touched;
-  IF to_regclass('pg_temp.cdp_dead') IS NOT NULL THEN
-    DROP TABLE cdp_dead;
-  END IF;
+  -- identifiers and links, time-to-live, and the profiles they reach
+  SELECT * INTO r FROM cdp.identity_recompute(run, 'refresh', '{}', '{}', true);
+  DROP TABLE cdp_stage;
   RETURN cdp.identity_finish_run(run, r);
 END
 $$;

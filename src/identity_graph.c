@@ -20,7 +20,8 @@
  *	   components afterwards, so they win over every rule.
  *	3. If an external node ended up in a component with loaded nodes, the
  *	   partial view was not enough (a link refused before is accepted now):
- *	   its profile joins the set and the loop starts again.
+ *	   its profile joins the set, only it and its links are loaded, and the
+ *	   engine runs again.
  *	4. Map components onto stable ids: each old profile claims the component
  *	   holding most of its identifiers; a component takes the smallest id
  *	   that claims it (the others are recorded as merged into it); parts
@@ -28,6 +29,10 @@
  *	   came from).
  *
  * With NULL arrays everything is loaded at once: a full rebuild.
+ *
+ * A refresh (staged = true) first folds the rows its sources returned into
+ * the graph (see "the stage" below); new identifiers take part in the
+ * recomputation from memory and are written once, with their profile id.
  *
  *-------------------------------------------------------------------------
  */
@@ -71,7 +76,9 @@ typedef struct I64Entry
 #define SH_ELEMENT_TYPE I64Entry
 #define SH_KEY_TYPE int64
 #define SH_KEY key
-#define SH_HASH_KEY(tb, key) murmurhash32((uint32) (key) ^ (uint32) ((uint64) (key) >> 32))
+/* both halves mixed: stage link keys are (node << 32 | node) pairs */
+#define SH_HASH_KEY(tb, key) hash_combine(murmurhash32((uint32) (key)), \
+										  murmurhash32((uint32) ((uint64) (key) >> 32)))
 #define SH_EQUAL(tb, a, b) ((a) == (b))
 #define SH_SCOPE static inline
 #define SH_DECLARE
@@ -89,6 +96,8 @@ typedef struct GNode
 	int			kind;			/* index into Graph.kinds */
 	uint32		hash;
 	int32		comp;			/* component after the run; 0: refused */
+	int32		pending;		/* new identifier: its Stage node; else -1 */
+	int32		since;			/* round it became internal; -1: external */
 	bool		internal;		/* recomputed (else: far end of a link) */
 } GNode;
 
@@ -136,6 +145,7 @@ typedef struct Graph
 	int			refcap;
 	int			lastkind;		/* lookup cache */
 	const char *lastkindname;
+	int			round;			/* widening round being loaded */
 } Graph;
 
 typedef struct KvEntry
@@ -216,8 +226,12 @@ add_node(Graph *g, int64 id, const char *kind, const char *value, int len,
 	e = i64map_insert(g->byid, id, &found);
 	if (found)
 	{
-		if (internal)
-			g->nodes[e->val].internal = true;
+		n = &g->nodes[e->val];
+		if (internal && !n->internal)
+		{
+			n->internal = true;
+			n->since = g->round;
+		}
 		return (uint32) e->val;
 	}
 	if (g->nnodes == g->cap)
@@ -234,6 +248,8 @@ add_node(Graph *g, int64 id, const char *kind, const char *value, int len,
 	n->kind = kind_index(g, kind, false);
 	n->hash = (uint32) hash_bytes_extended((const unsigned char *) value, len, n->kind);
 	n->comp = 0;
+	n->pending = -1;
+	n->since = internal ? g->round : -1;
 	n->internal = internal;
 	(void) kv_insert(g->byvalue, g->nnodes, &found);
 	Assert(!found);
@@ -310,7 +326,8 @@ for_each_row(Graph *g, const char *sql, int nargs, Oid *argtypes, Datum *values,
 {
 	Portal		portal;
 
-	portal = SPI_cursor_open_with_args(NULL, sql, nargs, argtypes, values, NULL, true, 0);
+	/* not read-only: a refresh reads rows it wrote earlier in this call */
+	portal = SPI_cursor_open_with_args(NULL, sql, nargs, argtypes, values, NULL, false, 0);
 	for (;;)
 	{
 		uint64		i;
@@ -350,33 +367,32 @@ node_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
 typedef struct LinkArg
 {
 	i64map_hash *missing;		/* far ends not loaded yet */
-	bool		collect;
+	bool		collect;		/* buffer rows until the far ends are in */
+	int64	   *a;
+	int64	   *b;
+	TimestampTz *at;
+	uint64		n;
+	uint64		cap;
 } LinkArg;
 
 static void
-link_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
+add_link(Graph *g, int64 a, int64 b, TimestampTz at)
 {
-	LinkArg    *la = arg;
-	bool		isnull;
-	int64		a = DatumGetInt64(heap_getattr(tup, 1, desc, &isnull));
-	int64		b = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
-	TimestampTz at = DatumGetTimestampTz(heap_getattr(tup, 3, desc, &isnull));
 	I64Entry   *ea = i64map_lookup(g->byid, a);
 	I64Entry   *eb = i64map_lookup(g->byid, b);
 	GLink	   *l;
 
-	if (la->collect)
-	{
-		bool		found;
-
-		if (ea == NULL)
-			(void) i64map_insert(la->missing, a, &found);
-		if (eb == NULL)
-			(void) i64map_insert(la->missing, b, &found);
-		return;
-	}
 	if (ea == NULL || eb == NULL)
 		elog(ERROR, "identity link (" INT64_FORMAT ", " INT64_FORMAT ") has a missing end", a, b);
+	/* widening: links of nodes recomputed in an earlier round are in */
+	if (g->round > 0)
+	{
+		GNode	   *x = &g->nodes[ea->val];
+		GNode	   *y = &g->nodes[eb->val];
+
+		if ((x->internal && x->since < g->round) || (y->internal && y->since < g->round))
+			return;
+	}
 	if (g->nlinks == g->linkcap)
 	{
 		g->linkcap *= 2;
@@ -386,6 +402,42 @@ link_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
 	l->a = (uint32) ea->val;
 	l->b = (uint32) eb->val;
 	l->first_seen = at;
+}
+
+static void
+link_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
+{
+	LinkArg    *la = arg;
+	bool		isnull;
+	int64		a = DatumGetInt64(heap_getattr(tup, 1, desc, &isnull));
+	int64		b = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
+	TimestampTz at = DatumGetTimestampTz(heap_getattr(tup, 3, desc, &isnull));
+
+	if (la->collect)
+	{
+		bool		found;
+
+		if (i64map_lookup(g->byid, a) == NULL)
+			(void) i64map_insert(la->missing, a, &found);
+		if (i64map_lookup(g->byid, b) == NULL)
+			(void) i64map_insert(la->missing, b, &found);
+		if (la->n == la->cap)
+		{
+			la->cap = Max(la->cap * 2, 1024);
+			la->a = la->a ? repalloc_huge(la->a, sizeof(int64) * la->cap)
+				: MemoryContextAllocHuge(g->mcxt, sizeof(int64) * la->cap);
+			la->b = la->b ? repalloc_huge(la->b, sizeof(int64) * la->cap)
+				: MemoryContextAllocHuge(g->mcxt, sizeof(int64) * la->cap);
+			la->at = la->at ? repalloc_huge(la->at, sizeof(TimestampTz) * la->cap)
+				: MemoryContextAllocHuge(g->mcxt, sizeof(TimestampTz) * la->cap);
+		}
+		la->a[la->n] = a;
+		la->b[la->n] = b;
+		la->at[la->n] = at;
+		la->n++;
+		return;
+	}
+	add_link(g, a, b, at);
 }
 
 /* ------------------------------------------------------ engine callbacks */
@@ -530,6 +582,826 @@ comp_find(int32 *parent, int32 x)
 	return x;
 }
 
+/* ------------------------------------------------------------ the stage */
+
+/*
+ * A refresh leaves its sources' rows in pg_temp.cdp_stage (identifier
+ * pairs).  They are folded here into distinct identifiers and links and
+ * looked up in the graph with one indexed join per batch.  Known rows only
+ * get first_seen/last_seen moved (when they move); new links are inserted
+ * before the recomputation, new identifiers after it, with their profile id
+ * (so no new row is written twice).  Time-to-live is applied in between, as
+ * it needs the moved last_seen.
+ */
+#define WRITE_BATCH 100000
+
+typedef struct StageLink
+{
+	uint32		a;				/* Stage nodes */
+	uint32		b;
+	TimestampTz first_seen;
+	TimestampTz last_seen;
+	const char *source;
+	bool		existed;
+} StageLink;
+
+typedef struct Stage
+{
+	Graph	   *g;				/* distinct identifiers; id 0 until known */
+	TimestampTz *first_seen;	/* per node */
+	TimestampTz *last_seen;
+	bool	   *existed;
+	bool	   *dead;			/* new, and already past its kind's ttl */
+	uint32		fcap;
+	StageLink  *links;
+	uint32		nlinks;
+	uint32		linkcap;
+	i64map_hash *bypair;
+	char	  **sources;
+	int			nsources;
+	MemoryContext tmp;			/* one batch */
+	int64		identifiers_added;
+	int64		links_added;
+	int64		identifiers_expired;
+	int64		links_expired;
+} Stage;
+
+static Graph *
+graph_create(MemoryContext parent, char **kinds, int nkinds)
+{
+	Graph	   *g = MemoryContextAllocZero(parent, sizeof(Graph));
+	MemoryContext old;
+
+	g->mcxt = AllocSetContextCreate(parent, "cdp identity graph", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(g->mcxt);
+	g->kinds = palloc(sizeof(char *) * (nkinds + 1));
+	memcpy(g->kinds, kinds, sizeof(char *) * nkinds);
+	g->nkinds = nkinds;
+	g->lastkind = -1;
+	g->cap = 1024;
+	g->nodes = MemoryContextAllocHuge(g->mcxt, sizeof(GNode) * (Size) g->cap);
+	g->linkcap = 1024;
+	g->links = MemoryContextAllocHuge(g->mcxt, sizeof(GLink) * (Size) g->linkcap);
+	g->byid = i64map_create(g->mcxt, 1024, NULL);
+	g->byvalue = kv_create(g->mcxt, 1024, g);
+	MemoryContextSwitchTo(old);
+	return g;
+}
+
+static Datum
+ts_array(const TimestampTz *vals, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		d[i] = TimestampTzGetDatum(vals[i]);
+	return PointerGetDatum(construct_array(d, n, TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
+/* Kind index of a kind given as text, without allocating when known. */
+static int
+stage_kind(Graph *g, text *kind)
+{
+	const char *p = VARDATA_ANY(kind);
+	int			len = VARSIZE_ANY_EXHDR(kind);
+	int			i;
+
+	for (i = 0; i < g->nkinds; i++)
+		if (strncmp(g->kinds[i], p, len) == 0 && g->kinds[i][len] == '\0')
+			return i;
+	return kind_index(g, MemoryContextStrdup(g->mcxt, text_to_cstring(kind)), false);
+}
+
+static uint32
+stage_node(Stage *st, text *kind, text *value, TimestampTz at)
+{
+	Graph	   *g = st->g;
+	int			k = stage_kind(g, kind);
+	int			len = VARSIZE_ANY_EXHDR(value);
+	int64		node = find_node(g, k, VARDATA_ANY(value), len);
+
+	if (node < 0)
+	{
+		GNode	   *n = &g->nodes[g->nnodes];	/* the probe find_node filled */
+		char	   *v = MemoryContextAlloc(g->mcxt, len + 1);
+		bool		found;
+
+		memcpy(v, VARDATA_ANY(value), len);
+		v[len] = '\0';
+		n->value = v;
+		n->id = 0;
+		n->old_profile = 0;
+		n->comp = 0;
+		n->pending = -1;
+		n->internal = false;
+		if (g->nnodes == st->fcap)
+		{
+			st->fcap *= 2;
+			st->first_seen = repalloc_huge(st->first_seen, sizeof(TimestampTz) * st->fcap);
+			st->last_seen = repalloc_huge(st->last_seen, sizeof(TimestampTz) * st->fcap);
+		}
+		st->first_seen[g->nnodes] = at;
+		st->last_seen[g->nnodes] = at;
+		(void) kv_insert(g->byvalue, g->nnodes, &found);
+		return g->nnodes++;
+	}
+	if (at < st->first_seen[node])
+		st->first_seen[node] = at;
+	if (at > st->last_seen[node])
+		st->last_seen[node] = at;
+	return (uint32) node;
+}
+
+/* A cdp_stage row: source, kind1, value1, kind2, value2, at (not null) */
+static void
+stage_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
+{
+	Stage	   *st = arg;
+	bool		isnull;
+	text	   *src = DatumGetTextPP(heap_getattr(tup, 1, desc, &isnull));
+	TimestampTz at = DatumGetTimestampTz(heap_getattr(tup, 6, desc, &isnull));
+	bool		k2null;
+	Datum		k2 = heap_getattr(tup, 4, desc, &k2null);
+	uint32		n1,
+				n2;
+	const char *source = NULL;
+	int			i;
+
+	n1 = stage_node(st, DatumGetTextPP(heap_getattr(tup, 2, desc, &isnull)),
+					DatumGetTextPP(heap_getattr(tup, 3, desc, &isnull)), at);
+	if (k2null)
+		return;
+	n2 = stage_node(st, DatumGetTextPP(k2),
+					DatumGetTextPP(heap_getattr(tup, 5, desc, &isnull)), at);
+	if (n1 == n2)
+		return;
+	for (i = 0; i < st->nsources; i++)
+		if (strncmp(st->sources[i], VARDATA_ANY(src), VARSIZE_ANY_EXHDR(src)) == 0 &&
+			st->sources[i][VARSIZE_ANY_EXHDR(src)] == '\0')
+			source = st->sources[i];
+	if (source == NULL)
+	{
+		st->sources = repalloc(st->sources, sizeof(char *) * (st->nsources + 1));
+		source = st->sources[st->nsources++] =
+			MemoryContextStrdup(g->mcxt, text_to_cstring(src));
+	}
+	{
+		uint32		lo = Min(n1, n2);
+		uint32		hi = Max(n1, n2);
+		bool		found;
+		I64Entry   *e = i64map_insert(st->bypair, (int64) (((uint64) lo << 32) | hi), &found);
+		StageLink  *l;
+
+		if (!found)
+		{
+			if (st->nlinks == st->linkcap)
+			{
+				st->linkcap *= 2;
+				st->links = repalloc_huge(st->links, sizeof(StageLink) * st->linkcap);
+			}
+			e->val = (int32) st->nlinks;
+			l = &st->links[st->nlinks++];
+			memset(l, 0, sizeof(StageLink));
+			l->a = lo;
+			l->b = hi;
+			l->first_seen = at;
+			l->last_seen = at;
+			l->source = source;
+			return;
+		}
+		l = &st->links[e->val];
+		if (at < l->first_seen)
+			l->first_seen = at;
+		if (at > l->last_seen)
+			l->last_seen = at;
+		/* the smallest source name, as min(source) would give */
+		if (strcmp(source, l->source) < 0)
+			l->source = source;
+	}
+}
+
+typedef struct NewLink
+{
+	int64		a;
+	int64		b;
+	uint32		link;			/* StageLink */
+} NewLink;
+
+static int
+newlink_cmp(const void *pa, const void *pb)
+{
+	const NewLink *x = pa;
+	const NewLink *y = pb;
+
+	if (x->a != y->a)
+		return x->a < y->a ? -1 : 1;
+	return x->b < y->b ? -1 : (x->b > y->b ? 1 : 0);
+}
+
+/* (kind, value) order of cdp.identifiers' unique index ("C" collation) */
+static int
+node_value_cmp(const void *pa, const void *pb, void *arg)
+{
+	Graph	   *g = arg;
+	const GNode *x = &g->nodes[*(const uint32 *) pa];
+	const GNode *y = &g->nodes[*(const uint32 *) pb];
+	int			c;
+
+	if (x->kind != y->kind)
+	{
+		c = strcmp(g->kinds[x->kind], g->kinds[y->kind]);
+		if (c != 0)
+			return c;
+	}
+	c = memcmp(x->value, y->value, Min(x->len, y->len));
+	if (c != 0)
+		return c;
+	return x->len < y->len ? -1 : (x->len > y->len ? 1 : 0);
+}
+
+/* Rows of a statement over batches of unnest() arrays must all be written. */
+static void
+exec_batch(const char *sql, int nargs, Oid *argtypes, Datum *values, int expect)
+{
+	if (SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0) != expect)
+		elog(ERROR, "could not run \"%s\"", sql);
+}
+
+/*
+ * Fold cdp_stage, write what can be written before the recomputation and
+ * fill T (identifiers to recompute) and S/given (profiles).
+ */
+static Stage *
+stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
+			  i64map_hash *T, i64map_hash *S, i64map_hash *given)
+{
+	Stage	   *st = MemoryContextAllocZero(keep, sizeof(Stage));
+	Graph	   *g;
+	MemoryContext old = CurrentMemoryContext;
+	bool		graph_empty;
+	double		total;
+	bool		isnull;
+	bool		found;
+	uint32		i;
+	int			guc_level = 0;
+	uint32	   *byvalue;
+	TimestampTz *cutoff;
+	bool	   *has_cutoff;
+	bool		any_ttl = false;
+	int			n;
+
+	st->g = g = graph_create(keep, kinds, nkinds);
+	MemoryContextSwitchTo(g->mcxt);
+	st->fcap = 1024;
+	st->first_seen = MemoryContextAllocHuge(g->mcxt, sizeof(TimestampTz) * st->fcap);
+	st->last_seen = MemoryContextAllocHuge(g->mcxt, sizeof(TimestampTz) * st->fcap);
+	st->linkcap = 1024;
+	st->links = MemoryContextAllocHuge(g->mcxt, sizeof(StageLink) * st->linkcap);
+	st->bypair = i64map_create(g->mcxt, 1024, NULL);
+	st->sources = palloc(sizeof(char *));
+	st->tmp = AllocSetContextCreate(keep, "cdp identity batch", ALLOCSET_DEFAULT_SIZES);
+
+	for_each_row(g, "SELECT source, kind1, value1, kind2, value2, coalesce(at, now())"
+				 " FROM pg_temp.cdp_stage", 0, NULL, NULL, stage_row, st);
+	st->existed = MemoryContextAllocHuge(g->mcxt, sizeof(bool) * Max(g->nnodes, 1));
+	st->dead = MemoryContextAllocHuge(g->mcxt, sizeof(bool) * Max(g->nnodes, 1));
+	memset(st->existed, 0, sizeof(bool) * g->nnodes);
+	memset(st->dead, 0, sizeof(bool) * g->nnodes);
+
+	/* never analyzed (e.g. right after the first refresh): guess from its size */
+	if (SPI_execute("SELECT NOT EXISTS (SELECT FROM cdp.identifiers),"
+					" (CASE WHEN c.reltuples >= 0 THEN c.reltuples"
+					" ELSE pg_catalog.pg_relation_size(c.oid) / 100 END)::float8"
+					" FROM pg_catalog.pg_class c"
+					" WHERE c.oid = 'cdp.identifiers'::pg_catalog.regclass",
+					false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not count cdp.identifiers");
+	graph_empty = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	total = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+
+	/* a small batch against a large graph: index probes, never scans */
+	if ((double) g->nnodes * 5 < total)
+	{
+		guc_level = NewGUCNestLevel();
+		(void) set_config_option("enable_hashjoin", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
+
+	/*
+	 * Known identifiers: move first_seen/last_seen where they moved, then
+	 * look up the ids of the others (new, or seen within the stored range).
+	 */
+	/* probes in index order touch each index page once */
+	byvalue = palloc(sizeof(uint32) * Max(g->nnodes, 1));
+	for (i = 0; i < g->nnodes; i++)
+		byvalue[i] = i;
+	if (!graph_empty)
+		qsort_arg(byvalue, g->nnodes, sizeof(uint32), node_value_cmp, g);
+	for (i = 0; !graph_empty && i < g->nnodes; i += WRITE_BATCH)
+	{
+		int			nb = Min(WRITE_BATCH, g->nnodes - i);
+		char	  **k;
+		char	  **v;
+		TimestampTz *fs;
+		TimestampTz *ls;
+		uint32	   *which;
+		int			nw = 0;
+		int			j;
+		uint64		r;
+
+		MemoryContextSwitchTo(st->tmp);
+		k = palloc(sizeof(char *) * nb);
+		v = palloc(sizeof(char *) * nb);
+		fs = palloc(sizeof(TimestampTz) * nb);
+		ls = palloc(sizeof(TimestampTz) * nb);
+		which = palloc(sizeof(uint32) * nb);
+		for (j = 0; j < nb; j++)
+		{
+			uint32		x = byvalue[i + j];
+
+			k[j] = g->kinds[g->nodes[x].kind];
+			v[j] = (char *) g->nodes[x].value;
+			fs[j] = st->first_seen[x];
+			ls[j] = st->last_seen[x];
+		}
+		{
+			Oid			argtypes[4] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
+			TIMESTAMPTZARRAYOID};
+			Datum		values[4] = {text_array(k, NULL, nb), text_array(v, NULL, nb),
+			ts_array(fs, nb), ts_array(ls, nb)};
+
+			exec_batch("UPDATE cdp.identifiers i"
+					   " SET first_seen = least(i.first_seen, u.f), last_seen = greatest(i.last_seen, u.l)"
+					   " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])"
+					   " WITH ORDINALITY AS u(k, v, f, l, ord)"
+					   " WHERE i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\""
+					   " AND (u.f < i.first_seen OR u.l > i.last_seen)"
+					   " RETURNING u.ord, i.identifier_id",
+					   4, argtypes, values, SPI_OK_UPDATE_RETURNING);
+		}
+		for (r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[r];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			uint32		x = byvalue[i + (uint32) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
+
+			g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			st->existed[x] = true;
+		}
+		SPI_freetuptable(SPI_tuptable);
+		for (j = 0; j < nb; j++)
+			if (!st->existed[byvalue[i + j]])
+			{
+				k[nw] = k[j];
+				v[nw] = v[j];
+				which[nw++] = byvalue[i + j];
+			}
+		if (nw > 0)
+		{
+			Oid			argtypes[2] = {TEXTARRAYOID, TEXTARRAYOID};
+			Datum		values[2] = {text_array(k, NULL, nw), text_array(v, NULL, nw)};
+
+			if (SPI_execute_with_args("SELECT u.ord, i.identifier_id"
+									  " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, v, ord)"
+									  " JOIN cdp.identifiers i"
+									  " ON i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\"",
+									  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read cdp.identifiers");
+			for (r = 0; r < SPI_processed; r++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[r];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				uint32		x = which[DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
+
+				g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+				st->existed[x] = true;
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		MemoryContextSwitchTo(g->mcxt);
+		MemoryContextReset(st->tmp);
+	}
+
+	/* new identifiers: ids in the order the sources returned them */
+	for (i = 0, n = 0; i < g->nnodes; i++)
+		if (!st->existed[i])
+			n++;
+	st->identifiers_added = n;
+	if (n > 0)
+	{
+		uint32		next = 0;
+		int			done;
+
+		for (done = 0; done < n; done += WRITE_BATCH)
+		{
+			Oid			argtypes[1] = {INT4OID};
+			Datum		values[1] = {Int32GetDatum(Min(WRITE_BATCH, n - done))};
+			uint64		r;
+
+			if (SPI_execute_with_args("SELECT nextval('cdp.identifier_id_seq') FROM generate_series(1, $1)",
+									  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT ||
+				SPI_processed != (uint64) Min(WRITE_BATCH, n - done))
+				elog(ERROR, "could not allocate identifier ids");
+			for (r = 0; r < SPI_processed; r++)
+			{
+				while (st->existed[next])
+					next++;
+				g->nodes[next++].id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																  SPI_tuptable->tupdesc, 1, &isnull));
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+	}
+	for (i = 0; i < g->nnodes; i++)
+		(void) i64map_insert(g->byid, g->nodes[i].id, &found);
+
+	/*
+	 * Known links, in primary key order: move first_seen/last_seen where
+	 * they moved, then look up the others.
+	 */
+	{
+		NewLink    *kn = palloc(sizeof(NewLink) * Max(st->nlinks, 1));
+		int			nk = 0;
+		int			j;
+
+		for (i = 0; i < st->nlinks; i++)
+		{
+			StageLink  *sl = &st->links[i];
+			int64		x = g->nodes[sl->a].id;
+			int64		y = g->nodes[sl->b].id;
+
+			if (!st->existed[sl->a] || !st->existed[sl->b])
+				continue;
+			kn[nk].a = Min(x, y);
+			kn[nk].b = Max(x, y);
+			kn[nk].link = i;
+			nk++;
+		}
+		qsort(kn, nk, sizeof(NewLink), newlink_cmp);
+		for (j = 0; j < nk; j += WRITE_BATCH)
+		{
+			int			nb = Min(WRITE_BATCH, nk - j);
+			int64	   *a;
+			int64	   *b;
+			TimestampTz *fs;
+			TimestampTz *ls;
+			uint32	   *which;
+			int			nw = 0;
+			int			m;
+			uint64		r;
+
+			MemoryContextSwitchTo(st->tmp);
+			a = palloc(sizeof(int64) * nb);
+			b = palloc(sizeof(int64) * nb);
+			fs = palloc(sizeof(TimestampTz) * nb);
+			ls = palloc(sizeof(TimestampTz) * nb);
+			which = palloc(sizeof(uint32) * nb);
+			for (m = 0; m < nb; m++)
+			{
+				StageLink  *sl = &st->links[kn[j + m].link];
+
+				a[m] = kn[j + m].a;
+				b[m] = kn[j + m].b;
+				fs[m] = sl->first_seen;
+				ls[m] = sl->last_seen;
+			}
+			{
+				Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+				TIMESTAMPTZARRAYOID};
+				Datum		values[4] = {int8_array(a, nb), int8_array(b, nb), ts_array(fs, nb),
+				ts_array(ls, nb)};
+
+				exec_batch("UPDATE cdp.identity_links l"
+						   " SET first_seen = least(l.first_seen, u.f), last_seen = greatest(l.last_seen, u.l)"
+						   " FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::timestamptz[])"
+						   " WITH ORDINALITY AS u(a, b, f, l, ord)"
+						   " WHERE l.a = u.a AND l.b = u.b AND (u.f < l.first_seen OR u.l > l.last_seen)"
+						   " RETURNING u.ord",
+						   4, argtypes, values, SPI_OK_UPDATE_RETURNING);
+			}
+			for (r = 0; r < SPI_processed; r++)
+			{
+				int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+															  SPI_tuptable->tupdesc, 1, &isnull));
+
+				st->links[kn[j + ord - 1].link].existed = true;
+			}
+			SPI_freetuptable(SPI_tuptable);
+			for (m = 0; m < nb; m++)
+				if (!st->links[kn[j + m].link].existed)
+				{
+					a[nw] = a[m];
+					b[nw] = b[m];
+					which[nw++] = kn[j + m].link;
+				}
+			if (nw > 0)
+			{
+				Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
+				Datum		values[2] = {int8_array(a, nw), int8_array(b, nw)};
+
+				if (SPI_execute_with_args("SELECT u.ord"
+										  " FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS u(a, b, ord)"
+										  " JOIN cdp.identity_links l ON l.a = u.a AND l.b = u.b",
+										  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+					elog(ERROR, "could not read cdp.identity_links");
+				for (r = 0; r < SPI_processed; r++)
+				{
+					int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																  SPI_tuptable->tupdesc, 1, &isnull));
+
+					st->links[which[ord - 1]].existed = true;
+				}
+				SPI_freetuptable(SPI_tuptable);
+			}
+			MemoryContextSwitchTo(g->mcxt);
+			MemoryContextReset(st->tmp);
+		}
+		pfree(kn);
+	}
+	if (guc_level)
+		AtEOXact_GUC(true, guc_level);
+
+	/* time-to-live, by kind */
+	cutoff = palloc0(sizeof(TimestampTz) * (g->nkinds + 1));
+	has_cutoff = palloc0(sizeof(bool) * (g->nkinds + 1));
+	if (SPI_execute("SELECT kind, now() - ttl FROM cdp.identity_kinds WHERE ttl IS NOT NULL",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.identity_kinds");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		int			k = kind_index(g, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1), true);
+
+		any_ttl = true;
+		if (k < 0)
+			continue;
+		has_cutoff[k] = true;
+		cutoff[k] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	if (any_ttl)
+	{
+		uint64		r;
+
+		/* known links, then known identifiers, not seen within the ttl */
+		if (SPI_execute("DELETE FROM cdp.identity_links l"
+						" USING cdp.identifiers ia, cdp.identifiers ib"
+						" WHERE l.last_seen < now() - (SELECT min(ttl) FROM cdp.identity_kinds)"
+						" AND ia.identifier_id = l.a AND ib.identifier_id = l.b"
+						" AND l.last_seen < now() - (SELECT min(k.ttl) FROM cdp.identity_kinds k"
+						" WHERE k.kind IN (ia.kind, ib.kind))"
+						" RETURNING l.a, l.b", false, 0) != SPI_OK_DELETE_RETURNING)
+			elog(ERROR, "could not expire cdp.identity_links");
+		st->links_expired += SPI_processed;
+		for (r = 0; r < SPI_processed; r++)
+		{
+			(void) i64map_insert(T, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																SPI_tuptable->tupdesc, 1, &isnull)), &found);
+			(void) i64map_insert(T, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																SPI_tuptable->tupdesc, 2, &isnull)), &found);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		if (SPI_execute("SELECT i.identifier_id, i.profile_id FROM cdp.identifiers i"
+						" JOIN cdp.identity_kinds k ON k.kind = i.kind"
+						" WHERE i.last_seen < now() - (SELECT min(ttl) FROM cdp.identity_kinds)"
+						" AND i.last_seen < now() - k.ttl", false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not expire cdp.identifiers");
+		if (SPI_processed > 0)
+		{
+			int64	   *dead = palloc(sizeof(int64) * SPI_processed);
+			int			ndead = (int) SPI_processed;
+			Oid			argtypes[1] = {INT8ARRAYOID};
+			Datum		values[1];
+
+			for (r = 0; r < SPI_processed; r++)
+			{
+				Datum		p = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+
+				dead[r] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+				if (!isnull)
+				{
+					(void) i64map_insert(S, DatumGetInt64(p), &found);
+					(void) i64map_insert(given, DatumGetInt64(p), &found);
+				}
+			}
+			SPI_freetuptable(SPI_tuptable);
+			st->identifiers_expired += ndead;
+			values[0] = int8_array(dead, ndead);
+			/* their neighbours are recomputed */
+			exec_batch("DELETE FROM cdp.identity_links l USING unnest($1::int8[]) AS d(id)"
+					   " WHERE l.a = d.id RETURNING l.b",
+					   1, argtypes, values, SPI_OK_DELETE_RETURNING);
+			for (r = 0; r < SPI_processed; r++)
+				(void) i64map_insert(T, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																	SPI_tuptable->tupdesc, 1, &isnull)), &found);
+			exec_batch("DELETE FROM cdp.identity_links l USING unnest($1::int8[]) AS d(id)"
+					   " WHERE l.b = d.id RETURNING l.a",
+					   1, argtypes, values, SPI_OK_DELETE_RETURNING);
+			for (r = 0; r < SPI_processed; r++)
+				(void) i64map_insert(T, DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																	SPI_tuptable->tupdesc, 1, &isnull)), &found);
+			exec_batch("DELETE FROM cdp.identity_refusals x USING unnest($1::int8[]) AS d(id)"
+					   " WHERE x.identifier_id = d.id",
+					   1, argtypes, values, SPI_OK_DELETE);
+			exec_batch("DELETE FROM cdp.identifiers i USING unnest($1::int8[]) AS d(id)"
+					   " WHERE i.identifier_id = d.id",
+					   1, argtypes, values, SPI_OK_DELETE);
+		}
+		else
+			SPI_freetuptable(SPI_tuptable);
+
+		/* new identifiers already past their ttl are never written */
+		for (i = 0; i < g->nnodes; i++)
+			if (!st->existed[i] && has_cutoff[g->nodes[i].kind] &&
+				st->last_seen[i] < cutoff[g->nodes[i].kind])
+			{
+				st->dead[i] = true;
+				st->identifiers_expired++;
+			}
+	}
+	for (i = 0; i < g->nnodes; i++)
+		if (!st->existed[i] && !st->dead[i])
+			(void) i64map_insert(T, g->nodes[i].id, &found);
+
+	/* new links: their ends are recomputed */
+	{
+		NewLink    *nl = palloc(sizeof(NewLink) * Max(st->nlinks, 1));
+		int			np = 0;
+		int			j;
+
+		for (i = 0; i < st->nlinks; i++)
+		{
+			StageLink  *sl = &st->links[i];
+			int			ka = g->nodes[sl->a].kind;
+			int			kb = g->nodes[sl->b].kind;
+			int64		x = g->nodes[sl->a].id;
+			int64		y = g->nodes[sl->b].id;
+
+			if (sl->existed)
+				continue;
+			st->links_added++;
+			(void) i64map_insert(T, x, &found);
+			(void) i64map_insert(T, y, &found);
+			if ((has_cutoff[ka] && sl->last_seen < cutoff[ka]) ||
+				(has_cutoff[kb] && sl->last_seen < cutoff[kb]))
+			{
+				st->links_expired++;
+				continue;
+			}
+			if (st->dead[sl->a] || st->dead[sl->b])
+				continue;
+			nl[np].a = Min(x, y);
+			nl[np].b = Max(x, y);
+			nl[np].link = i;
+			np++;
+		}
+		/* in (a, b) order: the primary key fills in order */
+		qsort(nl, np, sizeof(NewLink), newlink_cmp);
+		for (j = 0; j < np; j += WRITE_BATCH)
+		{
+			int			nb = Min(WRITE_BATCH, np - j);
+			int64	   *a;
+			int64	   *b;
+			TimestampTz *fs;
+			TimestampTz *ls;
+			char	  **srcs;
+			int			m;
+			Oid			argtypes[5] = {INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
+			TIMESTAMPTZARRAYOID, TEXTARRAYOID};
+			Datum		values[5];
+
+			MemoryContextSwitchTo(st->tmp);
+			a = palloc(sizeof(int64) * nb);
+			b = palloc(sizeof(int64) * nb);
+			fs = palloc(sizeof(TimestampTz) * nb);
+			ls = palloc(sizeof(TimestampTz) * nb);
+			srcs = palloc(sizeof(char *) * nb);
+			for (m = 0; m < nb; m++)
+			{
+				StageLink  *sl = &st->links[nl[j + m].link];
+
+				a[m] = nl[j + m].a;
+				b[m] = nl[j + m].b;
+				fs[m] = sl->first_seen;
+				ls[m] = sl->last_seen;
+				srcs[m] = (char *) sl->source;
+			}
+			values[0] = int8_array(a, nb);
+			values[1] = int8_array(b, nb);
+			values[2] = ts_array(fs, nb);
+			values[3] = ts_array(ls, nb);
+			values[4] = text_array(srcs, NULL, nb);
+			exec_batch("INSERT INTO cdp.identity_links (a, b, first_seen, last_seen, source)"
+					   " SELECT * FROM unnest($1::int8[], $2::int8[], $3::timestamptz[],"
+					   " $4::timestamptz[], $5::text[])",
+					   5, argtypes, values, SPI_OK_INSERT);
+			MemoryContextSwitchTo(g->mcxt);
+			MemoryContextReset(st->tmp);
+		}
+		pfree(nl);
+	}
+
+	/* the run's counts */
+	{
+		Oid			argtypes[5] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
+		Datum		values[5] = {Int64GetDatum(run_id), Int64GetDatum(st->identifiers_added),
+			Int64GetDatum(st->links_added), Int64GetDatum(st->identifiers_expired),
+		Int64GetDatum(st->links_expired)};
+
+		exec_batch("UPDATE cdp.identity_runs SET identifiers_added = $2, links_added = $3,"
+				   " identifiers_expired = $4, links_expired = $5 WHERE run_id = $1",
+				   5, argtypes, values, SPI_OK_UPDATE);
+	}
+	MemoryContextSwitchTo(old);
+	return st;
+}
+
+/* New identifiers of the stage join every round as recomputed nodes. */
+static void
+stage_inject(Graph *g, Stage *st)
+{
+	uint32		i;
+
+	if (st == NULL)
+		return;
+	for (i = 0; i < st->g->nnodes; i++)
+	{
+		GNode	   *sn = &st->g->nodes[i];
+		uint32		x;
+
+		if (st->existed[i] || st->dead[i])
+			continue;
+		x = add_node(g, sn->id, st->g->kinds[sn->kind], sn->value, sn->len, 0, true);
+		g->nodes[x].pending = (int32) i;
+	}
+}
+
+/* Insert the stage's new identifiers with the profile they ended up in. */
+static void
+stage_write_identifiers(Stage *st, Graph *g, const int64 *comp_id)
+{
+	uint32		i = 0;
+
+	while (i < g->nnodes)
+	{
+		int64	   *ids;
+		int64	   *profs;
+		char	  **k;
+		char	  **v;
+		TimestampTz *fs;
+		TimestampTz *ls;
+		int			n = 0;
+		Oid			argtypes[6] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID,
+		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+		Datum		values[6];
+		MemoryContext old = MemoryContextSwitchTo(st->tmp);
+
+		ids = palloc(sizeof(int64) * WRITE_BATCH);
+		profs = palloc(sizeof(int64) * WRITE_BATCH);
+		k = palloc(sizeof(char *) * WRITE_BATCH);
+		v = palloc(sizeof(char *) * WRITE_BATCH);
+		fs = palloc(sizeof(TimestampTz) * WRITE_BATCH);
+		ls = palloc(sizeof(TimestampTz) * WRITE_BATCH);
+		for (; i < g->nnodes && n < WRITE_BATCH; i++)
+		{
+			GNode	   *nd = &g->nodes[i];
+
+			if (nd->pending < 0)
+				continue;
+			ids[n] = nd->id;
+			profs[n] = nd->comp ? comp_id[nd->comp] : 0;
+			k[n] = g->kinds[nd->kind];
+			v[n] = (char *) nd->value;
+			fs[n] = st->first_seen[nd->pending];
+			ls[n] = st->last_seen[nd->pending];
+			n++;
+		}
+		if (n > 0)
+		{
+			values[0] = int8_array(ids, n);
+			values[1] = text_array(k, NULL, n);
+			values[2] = text_array(v, NULL, n);
+			values[3] = int8_array(profs, n);
+			values[4] = ts_array(fs, n);
+			values[5] = ts_array(ls, n);
+			exec_batch("INSERT INTO cdp.identifiers"
+					   " (identifier_id, kind, value, profile_id, first_seen, last_seen)"
+					   " SELECT u.i, u.k, u.v, nullif(u.p, 0), u.f, u.l"
+					   " FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[],"
+					   " $5::timestamptz[], $6::timestamptz[]) AS u(i, k, v, p, f, l)",
+					   6, argtypes, values, SPI_OK_INSERT);
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(st->tmp);
+	}
+}
+
 /* -------------------------------------------------------- the function */
 
 /* cdp.identity_recompute(run_id, cause, identifier_ids, profile_ids) */
@@ -540,6 +1412,8 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 	int64		run_id = PG_GETARG_INT64(0);
 	char	   *cause = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	bool		full = PG_ARGISNULL(2) && PG_ARGISNULL(3);
+	bool		staged = PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	Stage	   *stage = NULL;
 	MemoryContext outer = CurrentMemoryContext;
 	MemoryContext keep;
 	i64map_hash *S;				/* profiles to recompute */
@@ -552,6 +1426,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 	char	  **kinds = NULL;
 	int			nkinds = 0;
 	Graph	   *g = NULL;
+	i64map_hash *loaded = NULL;	/* profiles in g */
 	StitchEngine *engine = NULL;
 	int32	   *parent = NULL;
 	int32		ncomps = 0;
@@ -608,27 +1483,6 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 					(void) i64map_insert(given, DatumGetInt64(d[i]), &found);
 				}
 		}
-
-		/*
-		 * Touching a large part of the graph: one pass over everything is
-		 * cheaper than looking up that many ids (and gives the same result).
-		 */
-		if (T->members + S->members >= 10000)
-		{
-			double		total;
-			bool		isnull;
-
-			if (SPI_execute("SELECT (CASE WHEN c.reltuples >= 0 THEN c.reltuples"
-							" ELSE (SELECT count(*) FROM cdp.identifiers) END)::float8"
-							" FROM pg_catalog.pg_class c"
-							" WHERE c.oid = 'cdp.identifiers'::pg_catalog.regclass",
-							true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-				elog(ERROR, "could not count cdp.identifiers");
-			total = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 1, &isnull));
-			if ((double) (T->members + 4 * S->members) >= 0.3 * total)
-				full = true;
-		}
 	}
 
 	/* rules, kinds, erased identifiers, overrides: small, read once */
@@ -670,23 +1524,73 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			(void) hash_search(suppressed, key, HASH_ENTER, NULL);
 		}
 	}
-	if (SPI_execute("SELECT o.action = 'together', ia.identifier_id, ib.identifier_id"
-					" FROM cdp.identity_overrides o"
-					" JOIN cdp.identifiers ia ON ia.kind = o.kind_a AND ia.value = o.value_a"
-					" JOIN cdp.identifiers ib ON ib.kind = o.kind_b AND ib.value = o.value_b"
-					" ORDER BY o.override_id", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read cdp.identity_overrides");
-	noverrides = (int) SPI_processed;
-	overrides = palloc(sizeof(GOverride) * Max(noverrides, 1));
-	for (round = 0; round < noverrides; round++)
+	/* a refresh: fold the staged source rows in first */
+	if (staged)
+		stage = stage_prepare(keep, kinds, nkinds, run_id, T, S, given);
+
+	if (!full)
 	{
-		bool		isnull;
+		/*
+		 * Touching a large part of the graph: one pass over everything is
+		 * cheaper than looking up that many ids (and gives the same result).
+		 */
+		if (T->members + S->members >= 10000)
+		{
+			double		total;
+			bool		isnull;
+
+			if (SPI_execute("SELECT (CASE WHEN c.reltuples >= 0 THEN c.reltuples"
+							" ELSE (SELECT count(*) FROM cdp.identifiers) END)::float8"
+							" FROM pg_catalog.pg_class c"
+							" WHERE c.oid = 'cdp.identifiers'::pg_catalog.regclass",
+							false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "could not count cdp.identifiers");
+			total = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1, &isnull));
+			if ((double) (T->members + 4 * S->members) >= 0.3 * total)
+				full = true;
+		}
+	}
+
+	/* overrides may name identifiers this refresh has not written yet */
+	if (SPI_execute("SELECT o.action = 'together', ia.identifier_id, ib.identifier_id,"
+					" o.kind_a, o.value_a, o.kind_b, o.value_b"
+					" FROM cdp.identity_overrides o"
+					" LEFT JOIN cdp.identifiers ia ON ia.kind = o.kind_a AND ia.value = o.value_a"
+					" LEFT JOIN cdp.identifiers ib ON ib.kind = o.kind_b AND ib.value = o.value_b"
+					" ORDER BY o.override_id", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.identity_overrides");
+	overrides = palloc(sizeof(GOverride) * Max(SPI_processed, 1));
+	for (round = 0; round < (int) SPI_processed; round++)
+	{
 		HeapTuple	tup = SPI_tuptable->vals[round];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int64		ids[2];
+		int			side;
+		bool		isnull;
 
-		overrides[round].together = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
-		overrides[round].a = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		overrides[round].b = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		for (side = 0; side < 2; side++)
+		{
+			Datum		d = SPI_getbinval(tup, desc, 2 + side, &isnull);
+
+			ids[side] = isnull ? 0 : DatumGetInt64(d);
+			if (isnull && stage)
+			{
+				char	   *kind = SPI_getvalue(tup, desc, 4 + 2 * side);
+				char	   *value = SPI_getvalue(tup, desc, 5 + 2 * side);
+				int			k = kind_index(stage->g, kind, true);
+				int64		x = k < 0 ? -1 : find_node(stage->g, k, value, strlen(value));
+
+				if (x >= 0 && !stage->existed[x] && !stage->dead[x])
+					ids[side] = stage->g->nodes[x].id;
+			}
+		}
+		if (ids[0] == 0 || ids[1] == 0)
+			continue;
+		overrides[noverrides].together = DatumGetBool(SPI_getbinval(tup, desc, 1, &isnull));
+		overrides[noverrides].a = ids[0];
+		overrides[noverrides].b = ids[1];
+		noverrides++;
 	}
 
 	for (round = 0;; round++)
@@ -706,38 +1610,39 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 
 		if (round >= MAX_ROUNDS)
 			elog(ERROR, "identity recomputation did not converge");
-		if (g)
+		if (engine)
+			stitch_destroy(engine);
+		engine = NULL;
+		/* widening keeps what earlier rounds loaded and adds to it */
+		if (g == NULL)
 		{
-			if (engine)
-				stitch_destroy(engine);
-			engine = NULL;
-			MemoryContextDelete(g->mcxt);
+			g = graph_create(keep, kinds, nkinds);
+			loaded = i64map_create(keep, 1024, NULL);
 		}
-		g = MemoryContextAllocZero(keep, sizeof(Graph));
-		g->mcxt = AllocSetContextCreate(keep, "cdp identity round", ALLOCSET_DEFAULT_SIZES);
 		MemoryContextSwitchTo(g->mcxt);
-		g->kinds = palloc(sizeof(char *) * (nkinds + 1));
-		memcpy(g->kinds, kinds, sizeof(char *) * nkinds);
-		g->nkinds = nkinds;
-		g->lastkind = -1;
-		g->cap = 1024;
-		g->nodes = MemoryContextAllocHuge(g->mcxt, sizeof(GNode) * (Size) g->cap);
-		g->linkcap = 1024;
-		g->links = MemoryContextAllocHuge(g->mcxt, sizeof(GLink) * (Size) g->linkcap);
-		g->byid = i64map_create(g->mcxt, 1024, NULL);
-		g->byvalue = kv_create(g->mcxt, 1024, g);
+		g->round = round;
+		g->nrefusals = 0;
+		for (i = 0; i < g->nnodes; i++)
+			g->nodes[i].comp = 0;
 
 		/* 1. the identifiers to recompute, then the links touching them */
 		internal = true;
 		if (full)
-			for_each_row(g, "SELECT identifier_id, kind, value, profile_id FROM cdp.identifiers",
-						 0, NULL, NULL, node_row, &internal);
+		{
+			if (round == 0)
+				for_each_row(g, "SELECT identifier_id, kind, value, profile_id FROM cdp.identifiers",
+							 0, NULL, NULL, node_row, &internal);
+		}
 		else
 		{
 			Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
 			Datum		values[2];
-			int64	   *arr;
-			int			n;
+			int64	   *sarr = palloc(sizeof(int64) * Max(S->members, 1));
+			int64	   *tarr = palloc(sizeof(int64) * Max(T->members, 1));
+			int			ns = 0;
+			int			nt = 0;
+			i64map_iterator it;
+			I64Entry   *e;
 
 			/*
 			 * A few profiles out of many: index probes, never a scan of the
@@ -751,50 +1656,77 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_SAVE, true, 0, false);
 
-			arr = set_to_array(S, &n);
-			values[0] = int8_array(arr, n);
-			arr = set_to_array(T, &n);
-			values[1] = int8_array(arr, n);
+			i64map_start_iterate(S, &it);
+			while ((e = i64map_iterate(S, &it)) != NULL)
+				if (i64map_lookup(loaded, e->key) == NULL)
+					sarr[ns++] = e->key;
+			i64map_start_iterate(T, &it);
+			while ((e = i64map_iterate(T, &it)) != NULL)
+			{
+				I64Entry   *x = i64map_lookup(g->byid, e->key);
+
+				if (x == NULL || !g->nodes[x->val].internal)
+					tarr[nt++] = e->key;
+			}
+			values[0] = int8_array(sarr, ns);
+			values[1] = int8_array(tarr, nt);
 			/* joins with unnest(): the planner never walks the arrays */
-			for_each_row(g, "WITH t AS (SELECT DISTINCT id FROM unnest($2::int8[]) AS u(id)),"
-						 " p AS (SELECT id FROM unnest($1::int8[]) AS u(id)"
-						 " UNION SELECT i.profile_id FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id"
-						 " WHERE i.profile_id IS NOT NULL)"
-						 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
-						 " FROM cdp.identifiers i JOIN p ON i.profile_id = p.id"
-						 " UNION"
-						 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
-						 " FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id",
-						 2, argtypes, values, node_row, &internal);
+			if (ns + nt > 0)
+				for_each_row(g, "WITH t AS (SELECT DISTINCT id FROM unnest($2::int8[]) AS u(id)),"
+							 " p AS (SELECT id FROM unnest($1::int8[]) AS u(id)"
+							 " UNION SELECT i.profile_id FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id"
+							 " WHERE i.profile_id IS NOT NULL)"
+							 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+							 " FROM cdp.identifiers i JOIN p ON i.profile_id = p.id"
+							 " UNION"
+							 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+							 " FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id",
+							 2, argtypes, values, node_row, &internal);
 		}
-		n_internal = g->nnodes;
+		if (round == 0)
+			stage_inject(g, stage);
+		/* a recomputed identifier's profile is loaded whole */
 		for (i = 0; i < g->nnodes; i++)
-			if (g->nodes[i].old_profile != 0)
+			if (g->nodes[i].internal && g->nodes[i].old_profile != 0)
+			{
 				(void) i64map_insert(S, g->nodes[i].old_profile, &found);
+				(void) i64map_insert(loaded, g->nodes[i].old_profile, &found);
+			}
 
 		la.collect = false;
 		la.missing = NULL;
+		la.a = la.b = NULL;
+		la.at = NULL;
+		la.n = la.cap = 0;
 		if (full)
-			for_each_row(g, "SELECT a, b, first_seen FROM cdp.identity_links",
-						 0, NULL, NULL, link_row, &la);
+		{
+			if (round == 0)
+				for_each_row(g, "SELECT a, b, first_seen FROM cdp.identity_links",
+							 0, NULL, NULL, link_row, &la);
+		}
 		else
 		{
 			Oid			argtypes[1] = {INT8ARRAYOID};
 			Datum		values[1];
 			int64	   *ids = palloc(sizeof(int64) * Max(g->nnodes, 1));
-			const char *sql = "SELECT l.a, l.b, l.first_seen"
-				" FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.a = u.id"
-				" UNION"
-				" SELECT l.a, l.b, l.first_seen"
-				" FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.b = u.id";
+			int			nids = 0;
+			uint64		k;
 
+			/* only the links of identifiers that joined in this round */
 			for (i = 0; i < g->nnodes; i++)
-				ids[i] = g->nodes[i].id;
-			values[0] = int8_array(ids, g->nnodes);
+				if (g->nodes[i].internal && g->nodes[i].since == round)
+					ids[nids++] = g->nodes[i].id;
+			values[0] = int8_array(ids, nids);
 			/* far ends first, so that every link finds both its nodes */
 			la.collect = true;
 			la.missing = i64map_create(g->mcxt, 1024, NULL);
-			for_each_row(g, sql, 1, argtypes, values, link_row, &la);
+			if (nids > 0)
+				for_each_row(g, "SELECT l.a, l.b, l.first_seen"
+							 " FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.a = u.id"
+							 " UNION"
+							 " SELECT l.a, l.b, l.first_seen"
+							 " FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.b = u.id",
+							 1, argtypes, values, link_row, &la);
 			if (la.missing->members > 0)
 			{
 				Datum		ext[1];
@@ -809,10 +1741,14 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 							 " ON i.identifier_id = u.id",
 							 1, argtypes, ext, node_row, &external);
 			}
-			la.collect = false;
-			for_each_row(g, sql, 1, argtypes, values, link_row, &la);
+			for (k = 0; k < la.n; k++)
+				add_link(g, la.a[k], la.b[k], la.at[k]);
 			AtEOXact_GUC(true, guc_level);
 		}
+		n_internal = 0;
+		for (i = 0; i < g->nnodes; i++)
+			if (g->nodes[i].internal)
+				n_internal++;
 
 		/* "together" reaching outside the set: take the other profile in */
 		for (o = 0; o < noverrides; o++)
@@ -1173,6 +2109,13 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 				GNode	   *nd = &g->nodes[i];
 				int64		np = nd->comp ? comp_id[nd->comp] : 0;
 
+				if (nd->pending >= 0)
+				{
+					/* new: inserted below, with its profile */
+					if (nd->comp)
+						comp_changed[nd->comp] = true;
+					continue;
+				}
 				if (!nd->internal || np == nd->old_profile)
 					continue;
 				if (nd->comp)
@@ -1195,6 +2138,9 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 					elog(ERROR, "could not update cdp.identifiers");
 			}
 		}
+		/* write: new identifiers, with their profile */
+		if (stage)
+			stage_write_identifiers(stage, g, comp_id);
 		/* write: profiles */
 		{
 			int64	   *gone = palloc(sizeof(int64) * Max(nevents, 1));
