@@ -1228,7 +1228,23 @@ did_common(FunctionCallInfo fcinfo, bool negate)
 	w = did_window(fcinfo);
 	a = activity_arg(PG_GETARG_DATUM(0), &buf);
 	if (lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
-		event_window(&e, w->lo, w->hi, false, &c, &s, &d);
+	{
+		int32		first_day = activity_day_of(e.first_at);
+		int32		last_day = activity_day_of(e.last_at);
+
+		/*
+		 * Most profiles are decided by the event's totals alone, without
+		 * reading its day buckets: too few events at all, a window that
+		 * misses or covers all of its days (folded ones included, which lie
+		 * between its first day and its trim day).
+		 */
+		if (e.count < at_least || w->lo > last_day || w->hi <= first_day)
+			c = 0;
+		else if (w->lo <= first_day && w->hi > last_day)
+			c = e.count;
+		else
+			event_window(&e, w->lo, w->hi, false, &c, &s, &d);
+	}
 	PG_RETURN_BOOL((c >= at_least) != negate);
 }
 
