@@ -6,19 +6,20 @@
  *
  * A profile sees a handful of events, and a GROUP BY over all profiles keeps
  * a million states in memory at once, so the transition state is small and
- * flat: one array of 24-byte rows {time stamp, value, event id, count},
- * appended to in arrival order.  Event names are interned once per query
- * in a dictionary kept in the function's fn_extra (query lifetime), and the
- * state points to it.  The final function sorts the rows by (event, time,
- * value) and folds them into day buckets once, so float sums do not depend
- * on the order the rows arrived in, nor on how a parallel plan split them
- * (short of the compaction below).
+ * flat: one array of 16-byte rows, appended to in arrival order, one per
+ * event plus one per non-zero value.  Event names are interned once per
+ * query in a dictionary kept in the function's fn_extra (query lifetime),
+ * and rows refer to them by id.  The final function sorts the rows once by
+ * (event, time, value) and folds them into day buckets, so float sums do not
+ * depend on the order the rows arrived in, nor on how a parallel plan split
+ * them (short of the compaction below).
  *
- * A group with very many rows is compacted when its array fills up: each
- * run of three or more rows of one event on one UTC day becomes two rows,
- * one with the earliest time stamp, all but one of the count and the whole
- * sum, and one with the latest time stamp, so counts, sums per day and the
- * first and last time stamps stay exact.
+ * A group with very many rows is compacted when its array fills up: the
+ * values of one event on one UTC day become one row with their sum, and a
+ * run of three or more of its events that day becomes two rows, one with
+ * the earliest time stamp and all but one of the count, one with the
+ * latest, so counts and sums per day and first and last time stamps stay
+ * exact.
  *
  * Partial states travel between processes in their own versioned format
  * (names written out, rows referring to them by index), checked in full
@@ -139,13 +140,28 @@ dict_intern(ActDict *d, const char *name, int len)
 
 /* ---------------------------------------------------------------- state */
 
+/*
+ * A row is an event (a count row: time stamp and count) or, for events
+ * with a non-zero value, that value on its UTC day (a value row, in the
+ * same array, marked by a negative ev).  Most events carry no value, so
+ * most take 16 bytes.
+ */
 typedef struct ActRow
 {
-	TimestampTz ts;
-	float8		value;			/* the value, or the sum of a folded run */
-	int32		ev;				/* id in the state's dictionary */
-	int32		count;			/* 1, or the events of a folded run */
+	union
+	{
+		TimestampTz ts;			/* count row */
+		float8		value;		/* value row: a value, or a folded sum */
+	}			u;
+	int32		ev;				/* count row: id in the state's dictionary;
+								 * value row: -1 - id */
+	int32		n;				/* count row: count (1, or a folded run's);
+								 * value row: UTC day */
 } ActRow;
+
+#define ROW_IS_VALUE(r)	((r)->ev < 0)
+#define ROW_EV(r)		((r)->ev >= 0 ? (r)->ev : -1 - (r)->ev)
+#define ROW_DAY(r)		(ROW_IS_VALUE(r) ? (r)->n : activity_day_of((r)->u.ts))
 
 typedef struct ActState
 {
@@ -155,7 +171,7 @@ typedef struct ActState
 	ActRow		rows[FLEXIBLE_ARRAY_MEMBER];
 } ActState;
 
-StaticAssertDecl(sizeof(ActRow) == 24, "ActRow must be 24 bytes");
+StaticAssertDecl(sizeof(ActRow) == 16, "ActRow must be 16 bytes");
 
 #define STATE_SIZE(cap)		(offsetof(ActState, rows) + (Size) (cap) * sizeof(ActRow))
 /* compact a full array of at least this many rows before growing it */
@@ -179,7 +195,7 @@ state_cap_for(int64 need)
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("too many events in one group of cdp.activity_agg"),
 					 errdetail("One group can hold about %zu events of distinct time stamps.",
-							   (MaxAllocSize - offsetof(ActState, rows)) / sizeof(ActRow))));
+							   (MaxAllocSize - offsetof(ActState, rows)) / (2 * sizeof(ActRow)))));
 		size = MaxAllocSize;
 	}
 	return (int32) ((size - offsetof(ActState, rows)) / sizeof(ActRow));
@@ -219,17 +235,34 @@ add_sum(float8 a, float8 b)
 	return r;
 }
 
-/* (event, time, value): a total order, so sums do not depend on arrival */
+/*
+ * Order: event, then time (a value row sorts at the start of its day,
+ * before the count rows of that day), then the value or count.  A total
+ * order, so sums do not depend on the order rows arrived in.
+ */
 static inline int
 row_cmp(const ActRow *a, const ActRow *b)
 {
-	if (a->ev != b->ev)
-		return a->ev < b->ev ? -1 : 1;
-	if (a->ts != b->ts)
-		return a->ts < b->ts ? -1 : 1;
-	if (a->value != b->value)
-		return a->value < b->value ? -1 : 1;
-	return (a->count > b->count) - (a->count < b->count);
+	int32		ea = ROW_EV(a),
+				eb = ROW_EV(b);
+	int64		ta,
+				tb;
+
+	if (ea != eb)
+		return ea < eb ? -1 : 1;
+	ta = ROW_IS_VALUE(a) ? (int64) a->n * USECS_PER_DAY : a->u.ts;
+	tb = ROW_IS_VALUE(b) ? (int64) b->n * USECS_PER_DAY : b->u.ts;
+	if (ta != tb)
+		return ta < tb ? -1 : 1;
+	if (ROW_IS_VALUE(a) != ROW_IS_VALUE(b))
+		return ROW_IS_VALUE(a) ? -1 : 1;
+	if (ROW_IS_VALUE(a))
+	{
+		if (a->u.value != b->u.value)
+			return a->u.value < b->u.value ? -1 : 1;
+		return 0;
+	}
+	return (a->n > b->n) - (a->n < b->n);
 }
 
 #define ST_SORT			act_sort_rows
@@ -241,9 +274,9 @@ row_cmp(const ActRow *a, const ActRow *b)
 #include "lib/sort_template.h"
 
 /*
- * Sort the rows and replace each run of three or more rows of one event on
- * one UTC day by two: the earliest with all but one of the count and the
- * whole sum, the latest with a count of one and no value.
+ * Sort the rows, then fold each event's rows of one UTC day: its value rows
+ * into one with their sum, and a run of three or more count rows into two,
+ * the earliest with all but one of the count and the latest with one.
  */
 static void
 state_compact(ActState *st)
@@ -255,36 +288,52 @@ state_compact(ActState *st)
 	while (i < st->nrows)
 	{
 		ActRow	   *r = &st->rows[i];
-		int32		day = activity_day_of(r->ts);
-		int32		j = i + 1;
-		int32		count = r->count;
-		float8		sum = r->value;
+		int32		ev = ROW_EV(r);
+		int32		day = ROW_DAY(r);
+		int32		j = i;
+		int32		nvalues = 0;
+		float8		sum = 0.0;
+		int32		c0 = -1;	/* first count row */
+		int32		count = 0;
 
-		while (j < st->nrows && st->rows[j].ev == r->ev &&
-			   activity_day_of(st->rows[j].ts) == day)
+		for (; j < st->nrows && ROW_EV(&st->rows[j]) == ev &&
+			 ROW_DAY(&st->rows[j]) == day; j++)
 		{
-			if (pg_add_s32_overflow(count, st->rows[j].count, &count))
-				count_overflow();
-			sum = add_sum(sum, st->rows[j].value);
-			j++;
+			const ActRow *q = &st->rows[j];
+
+			if (ROW_IS_VALUE(q))
+			{
+				sum = add_sum(sum, q->u.value);
+				nvalues++;
+			}
+			else
+			{
+				if (c0 < 0)
+					c0 = j;
+				if (pg_add_s32_overflow(count, q->n, &count))
+					count_overflow();
+			}
 		}
-		if (j - i <= 2)
+		if (nvalues > 0)
 		{
-			memmove(&st->rows[n], r, (j - i) * sizeof(ActRow));
-			n += j - i;
+			st->rows[n] = *r;	/* the first row is a value row */
+			st->rows[n].u.value = sum;
+			n++;
 		}
-		else
+		if (c0 >= 0 && j - c0 <= 2)
 		{
+			memmove(&st->rows[n], &st->rows[c0], (j - c0) * sizeof(ActRow));
+			n += j - c0;
+		}
+		else if (c0 >= 0)
+		{
+			ActRow		first = st->rows[c0];
 			ActRow		last = st->rows[j - 1];
 
-			st->rows[n] = *r;
-			st->rows[n].count = count - 1;
-			st->rows[n].value = sum;
-			n++;
+			st->rows[n] = first;
+			st->rows[n++].n = count - 1;
 			st->rows[n] = last;
-			st->rows[n].count = 1;
-			st->rows[n].value = 0.0;
-			n++;
+			st->rows[n++].n = 1;
 		}
 		i = j;
 	}
@@ -324,14 +373,25 @@ state_append(ActState *dst, const ActState *src)
 		/* states built with different dictionaries: map ids by name */
 		for (int32 i = 0; i < src->nrows; i++)
 		{
-			const ActKey *k = &src->dict->names[src->rows[i].ev];
+			const ActRow *r = &src->rows[i];
+			const ActKey *k = &src->dict->names[ROW_EV(r)];
+			int32		id = dict_intern(dst->dict, k->name, k->len);
 
-			dst->rows[dst->nrows + i] = src->rows[i];
-			dst->rows[dst->nrows + i].ev = dict_intern(dst->dict, k->name, k->len);
+			dst->rows[dst->nrows + i] = *r;
+			dst->rows[dst->nrows + i].ev = ROW_IS_VALUE(r) ? -1 - id : id;
 		}
 	}
 	dst->nrows += src->nrows;
 	return dst;
+}
+
+static void
+corrupt_state(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("invalid cdp.activity_agg state"),
+			 errdetail("A value has no event on its day.")));
 }
 
 /* Pack the state into a summary (in the current memory context). */
@@ -355,39 +415,47 @@ state_pack(ActState *st)
 	while (i < st->nrows)
 	{
 		ActivityBuildEvent *o = &ev[n++];
-		const ActKey *name = &st->dict->names[st->rows[i].ev];
-		int32		evid = st->rows[i].ev;
+		int32		evid = ROW_EV(&st->rows[i]);
+		const ActKey *name = &st->dict->names[evid];
 		int32		start = k;
 
 		o->name = name->name;
 		o->name_len = name->len;
 		o->count = 0;
 		o->sum = 0.0;
-		o->first_at = st->rows[i].ts;
 		o->trim_day = ACTIVITY_NO_TRIM;
-		for (; i < st->nrows && st->rows[i].ev == evid; i++)
+		for (; i < st->nrows && ROW_EV(&st->rows[i]) == evid; i++)
 		{
 			const ActRow *r = &st->rows[i];
-			int32		day = activity_day_of(r->ts);
+			int32		day = ROW_DAY(r);
 
-			if (pg_add_s64_overflow(o->count, r->count, &o->count))
-				count_overflow();
-			o->sum = add_sum(o->sum, r->value);
-			o->last_at = r->ts;
-			if (k > start && days[k - 1] == day)
+			if (k == start || days[k - 1] != day)
 			{
-				if (pg_add_s32_overflow(counts[k - 1], r->count, &counts[k - 1]))
-					count_overflow();
-				sums[k - 1] = add_sum(sums[k - 1], r->value);
+				/* the previous day must have had an event */
+				if (k > start && counts[k - 1] == 0)
+					corrupt_state();
+				days[k] = day;
+				counts[k] = 0;
+				sums[k] = 0.0;
+				k++;
+			}
+			if (ROW_IS_VALUE(r))
+			{
+				o->sum = add_sum(o->sum, r->u.value);
+				sums[k - 1] = add_sum(sums[k - 1], r->u.value);
 			}
 			else
 			{
-				days[k] = day;
-				counts[k] = r->count;
-				sums[k] = r->value;
-				k++;
+				if (o->count == 0)
+					o->first_at = r->u.ts;
+				o->last_at = r->u.ts;
+				if (pg_add_s64_overflow(o->count, r->n, &o->count) ||
+					pg_add_s32_overflow(counts[k - 1], r->n, &counts[k - 1]))
+					count_overflow();
 			}
 		}
+		if (counts[k - 1] == 0)
+			corrupt_state();
 		o->ndays = k - start;
 		o->days = days + start;
 		o->counts = counts + start;
@@ -438,15 +506,22 @@ cdp_activity_agg_trans(PG_FUNCTION_ARGS)
 					 errhint("Pass NULL for events without a value.")));
 	}
 	if (st == NULL)
-		st = state_create(ctx, dict_get(fcinfo), 1);
-	else if (st->nrows == st->cap)
-		st = state_reserve(st, 1);
+		st = state_create(ctx, dict_get(fcinfo), 2);
+	else if (st->nrows + 2 > st->cap)
+		st = state_reserve(st, 2);
 
 	r = &st->rows[st->nrows++];
-	r->ts = at;
-	r->value = value + 0.0;		/* no negative zero */
+	r->u.ts = at;
 	r->ev = dict_intern(st->dict, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
-	r->count = 1;
+	r->n = 1;
+	if (value != 0.0)
+	{
+		ActRow	   *v = &st->rows[st->nrows++];
+
+		v->u.value = value;
+		v->ev = -1 - r->ev;
+		v->n = activity_day_of(at);
+	}
 	PG_RETURN_POINTER(st);
 }
 
@@ -503,18 +578,18 @@ cdp_activity_agg_serialize(PG_FUNCTION_ARGS)
 	/* sorted by event, each name is written once and indexed in order */
 	act_sort_rows(st->rows, st->nrows);
 	for (int32 i = 0; i < st->nrows; i++)
-		if (i == 0 || st->rows[i].ev != st->rows[i - 1].ev)
+		if (i == 0 || ROW_EV(&st->rows[i]) != ROW_EV(&st->rows[i - 1]))
 			nnames++;
 
 	pq_begintypsend(&buf);
-	enlargeStringInfo(&buf, 9 + nnames * 20 + st->nrows * (Size) 24);
+	enlargeStringInfo(&buf, 9 + nnames * 20 + st->nrows * (Size) 16);
 	pq_sendbyte(&buf, ACT_STATE_VERSION);
 	pq_sendint32(&buf, nnames);
 	for (int32 i = 0; i < st->nrows; i++)
 	{
-		if (i == 0 || st->rows[i].ev != st->rows[i - 1].ev)
+		if (i == 0 || ROW_EV(&st->rows[i]) != ROW_EV(&st->rows[i - 1]))
 		{
-			const ActKey *k = &st->dict->names[st->rows[i].ev];
+			const ActKey *k = &st->dict->names[ROW_EV(&st->rows[i])];
 
 			pq_sendint32(&buf, k->len);
 			pq_sendbytes(&buf, k->name, k->len);
@@ -525,12 +600,14 @@ cdp_activity_agg_serialize(PG_FUNCTION_ARGS)
 	{
 		const ActRow *r = &st->rows[i];
 
-		if (i == 0 || r->ev != st->rows[i - 1].ev)
+		if (i == 0 || ROW_EV(r) != ROW_EV(&st->rows[i - 1]))
 			idx++;
-		pq_sendint32(&buf, idx);
-		pq_sendint32(&buf, r->count);
-		pq_sendint64(&buf, r->ts);
-		pq_sendfloat8(&buf, r->value);
+		pq_sendint32(&buf, ROW_IS_VALUE(r) ? -1 - idx : idx);
+		pq_sendint32(&buf, r->n);
+		if (ROW_IS_VALUE(r))
+			pq_sendfloat8(&buf, r->u.value);
+		else
+			pq_sendint64(&buf, r->u.ts);
 	}
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
@@ -593,8 +670,8 @@ cdp_activity_agg_deserialize(PG_FUNCTION_ARGS)
 	if (buf.len - buf.cursor < 4)
 		bad_state("The row count is missing.");
 	nrows = pq_getmsgint(&buf, 4);
-	if (nrows < 0 || nrows != (buf.len - buf.cursor) / 24 ||
-		(buf.len - buf.cursor) % 24 != 0)
+	if (nrows < 0 || nrows != (buf.len - buf.cursor) / 16 ||
+		(buf.len - buf.cursor) % 16 != 0)
 		bad_state(psprintf("Row count %d does not match the %d bytes left.",
 						   nrows, buf.len - buf.cursor));
 	/* lives in the per-tuple context: combine copies it */
@@ -606,21 +683,32 @@ cdp_activity_agg_deserialize(PG_FUNCTION_ARGS)
 	{
 		ActRow	   *r = &st->rows[i];
 		int32		idx = pq_getmsgint(&buf, 4);
+		bool		is_value = idx < 0;
 
-		if (idx < 0 || idx >= nnames)
+		if (is_value)
+			idx = -1 - idx;
+		if (idx >= nnames)
 			bad_state(psprintf("Row %d refers to name %d of %d.", i, idx, nnames));
-		r->ev = ids[idx];
-		r->count = pq_getmsgint(&buf, 4);
-		if (r->count < 1)
-			bad_state(psprintf("Row %d has count %d.", i, r->count));
-		r->ts = pq_getmsgint64(&buf);
-		if (TIMESTAMP_NOT_FINITE(r->ts) ||
-			activity_day_of(r->ts) < activity_min_day() ||
-			activity_day_of(r->ts) > activity_max_day())
-			bad_state(psprintf("Row %d has a time stamp outside years 1-9999.", i));
-		r->value = pq_getmsgfloat8(&buf);
-		if (!isfinite(r->value))
-			bad_state(psprintf("Row %d has a value that is not finite.", i));
+		r->ev = is_value ? -1 - ids[idx] : ids[idx];
+		r->n = pq_getmsgint(&buf, 4);
+		if (is_value)
+		{
+			r->u.value = pq_getmsgfloat8(&buf);
+			if (!isfinite(r->u.value))
+				bad_state(psprintf("Row %d has a value that is not finite.", i));
+			if (r->n < activity_min_day() || r->n > activity_max_day())
+				bad_state(psprintf("Row %d has a day outside years 1-9999.", i));
+		}
+		else
+		{
+			r->u.ts = pq_getmsgint64(&buf);
+			if (r->n < 1)
+				bad_state(psprintf("Row %d has count %d.", i, r->n));
+			if (TIMESTAMP_NOT_FINITE(r->u.ts) ||
+				activity_day_of(r->u.ts) < activity_min_day() ||
+				activity_day_of(r->u.ts) > activity_max_day())
+				bad_state(psprintf("Row %d has a time stamp outside years 1-9999.", i));
+		}
 	}
 	pq_getmsgend(&buf);
 	PG_RETURN_POINTER(st);
