@@ -9,10 +9,10 @@
  * flat: one array of 16-byte rows, appended to in arrival order, one per
  * event plus one per non-zero value.  Event names are interned once per
  * query in a dictionary kept in the function's fn_extra (query lifetime),
- * and rows refer to them by id.  The final function sorts the rows once by
- * (event, time, value) and folds them into day buckets, so float sums do not
- * depend on the order the rows arrived in, nor on how a parallel plan split
- * them (short of the compaction below).
+ * and rows refer to them by id.  The final function sorts the rows once
+ * (by event, then time, a day's values by value) and folds them into day
+ * buckets, so float sums do not depend on the order the rows arrived in,
+ * nor on how a parallel plan split them (short of the compaction below).
  *
  * A group with very many rows is compacted when its array fills up: the
  * values of one event on one UTC day become one row with their sum, and a
@@ -119,20 +119,23 @@ dict_intern(ActDict *d, const char *name, int len)
 		memcmp(d->names[d->last_id].name, name, len) == 0)
 		return d->last_id;
 
-	e = actdict_insert(d->map, key, &found);
-	if (!found)
+	e = actdict_lookup(d->map, key);
+	if (e == NULL)
 	{
 		char	   *copy = MemoryContextAlloc(d->cxt, Max(len, 1));
 
+		/* allocate everything before the table refers to it */
 		memcpy(copy, name, len);
-		e->key.name = copy;
+		key.name = copy;
 		if (d->n == d->cap)
 		{
+			d->names = repalloc(d->names, d->cap * 2 * sizeof(ActKey));
 			d->cap *= 2;
-			d->names = repalloc(d->names, d->cap * sizeof(ActKey));
 		}
+		e = actdict_insert(d->map, key, &found);
+		Assert(!found);
 		e->id = d->n;
-		d->names[d->n++] = e->key;
+		d->names[d->n++] = key;
 	}
 	d->last_id = e->id;
 	return e->id;
