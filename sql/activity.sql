@@ -42,6 +42,28 @@ SELECT a::text::cdp.activity::text = a::text AS shuffled_round_trip,
        cdp.active_days(a) AS days, cdp.event_sum(a, 'e1') AS e1_sum
 FROM (SELECT cdp.activity_agg('e' || (i % 3), '2024-01-01Z'::timestamptz + make_interval(hours => (i * 7919) % 8760), i % 3)
       AS a FROM generate_series(1, 5000) i) s;
+-- a group large enough to be compacted while it is built (a run of one
+-- event on one day folds into two rows) keeps exact per-day counts and
+-- sums, first and last time stamps, whatever the input order
+CREATE TABLE act_big AS
+  SELECT 'e' || (i % 3) AS e,
+         '2024-01-01Z'::timestamptz + make_interval(mins => (i * 7919) % 525600) AS t,
+         (i % 7)::float8 AS v
+  FROM generate_series(1, 20000) i;
+WITH s AS (SELECT cdp.activity_agg(e, t, v) AS a
+           FROM (SELECT * FROM act_big ORDER BY md5(t::text || e)) x),
+o AS (SELECT e, date_trunc('day', t) AS d, count(*) AS n, sum(v) AS sv,
+             min(min(t)) OVER (PARTITION BY e) AS first_t,
+             max(max(t)) OVER (PARTITION BY e) AS last_t
+      FROM act_big GROUP BY 1, 2)
+SELECT count(*) AS cells, sum(n) AS events,
+       count(*) FILTER (WHERE cdp.event_count(s.a, o.e, o.d, o.d + interval '1 day') <> o.n
+                           OR cdp.event_sum(s.a, o.e, o.d, o.d + interval '1 day') <> o.sv
+                           OR cdp.first_seen(s.a, o.e) <> o.first_t
+                           OR cdp.last_seen(s.a, o.e) <> o.last_t) AS wrong,
+       bool_and(cdp.active_days(s.a, o.e) = (SELECT count(*) FROM o o2 WHERE o2.e = o.e)) AS days_ok
+FROM s, o;
+DROP TABLE act_big;
 -- a NULL aggregate input set gives NULL
 SELECT cdp.activity_agg(event, at) IS NULL AS no_rows FROM act_ev WHERE false;
 SELECT cdp.activity_agg(event, at) IS NULL AS only_null_rows FROM act_ev WHERE profile_id = 3;
@@ -113,6 +135,21 @@ SELECT cdp.did(a, 'order_completed') AS ever,
        cdp.did_not(a, 'nope') AS never_nope,
        cdp.did(a, 'nope', 0) AS zero_is_always_true
 FROM act WHERE profile_id = 1;
+-- NULL within: no lower bound; any other NULL argument gives NULL
+SELECT cdp.did(a, 'order_completed', 3, NULL, '2025-03-03Z') AS no_lower_bound,
+       cdp.did_not(a, 'order_completed', 3, NULL, '2025-03-03Z') AS not_no_lower_bound,
+       cdp.did(NULL, 'order_completed') IS NULL AS null_summary,
+       cdp.did(a, NULL) IS NULL AS null_event,
+       cdp.did(a, 'order_completed', NULL) IS NULL AS null_at_least,
+       cdp.did_not(a, 'order_completed', 1, '1 day', NULL) IS NULL AS null_as_of
+FROM act WHERE profile_id = 1;
+-- the window changes from row to row: each row gets its own
+SELECT within, d, cdp.did(a, 'order_completed', 1, within::interval, d) AS did,
+       cdp.event_count(a, 'order_completed', d - within::interval, d) AS n
+FROM act, (VALUES ('1 day', timestamptz '2025-03-03Z'), ('1 day', '2025-03-02Z'),
+                  ('2 days', '2025-03-02Z'), ('1 day', '2025-01-02Z'), ('1 day', '2025-01-02Z'),
+                  ('1 mon', '2025-02-01Z'), ('1 mon', '2025-02-02Z'), ('1 year', 'infinity')) v(within, d)
+WHERE profile_id = 1;
 
 -- a session time zone with DST: within is calendar arithmetic in that zone,
 -- the window is then widened to whole UTC days.  Amsterdam moved to summer

@@ -66,15 +66,21 @@ activity_day_of(TimestampTz ts)
 void
 activity_check_timestamp(TimestampTz ts)
 {
-	int32		d;
+	/* [first microsecond of 0001-01-01, first of 10000-01-01) UTC */
+	static TimestampTz lo = 0,
+				hi = 0;
 
 	if (TIMESTAMP_NOT_FINITE(ts))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("infinite timestamp is not allowed in cdp.activity"),
 				 errhint("Filter out events without a real time stamp.")));
-	d = activity_day_of(ts);
-	if (d < activity_min_day() || d > activity_max_day())
+	if (hi == 0)
+	{
+		lo = (TimestampTz) activity_min_day() * USECS_PER_DAY;
+		hi = ((TimestampTz) activity_max_day() + 1) * USECS_PER_DAY;
+	}
+	if (ts < lo || ts >= hi)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp \"%s\" is out of range for cdp.activity",
@@ -248,17 +254,23 @@ bad:
 
 /* ---------------------------------------------------------------- packing */
 
-static int
-build_event_cmp(const void *a, const void *b)
+static inline int
+build_event_cmp(const ActivityBuildEvent *x, const ActivityBuildEvent *y)
 {
-	const ActivityBuildEvent *x = a;
-	const ActivityBuildEvent *y = b;
 	int			r = memcmp(x->name, y->name, Min(x->name_len, y->name_len));
 
 	if (r != 0)
 		return r;
 	return (x->name_len > y->name_len) - (x->name_len < y->name_len);
 }
+
+#define ST_SORT			sort_build_events
+#define ST_ELEMENT_TYPE ActivityBuildEvent
+#define ST_COMPARE(a, b)	build_event_cmp(a, b)
+#define ST_SCOPE		static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 static bool
 has_nonzero(const float8 *v, int n)
@@ -278,6 +290,15 @@ has_nonzero(const float8 *v, int n)
 ActivityHeader *
 activity_pack(ActivityBuildEvent *ev, int nevents)
 {
+	if (nevents > 1)
+		sort_build_events(ev, nevents);
+	return activity_pack_sorted(ev, nevents);
+}
+
+/* Pack events already sorted by name (bytewise), as merge and trim have them. */
+ActivityHeader *
+activity_pack_sorted(const ActivityBuildEvent *ev, int nevents)
+{
 	uint64		ndays = 0,
 				nsums = 0,
 				name_bytes = 0,
@@ -292,8 +313,6 @@ activity_pack(ActivityBuildEvent *ev, int nevents)
 				si = 0,
 				ni = 0;
 
-	if (nevents > 1)
-		qsort(ev, nevents, sizeof(ActivityBuildEvent), build_event_cmp);
 	for (int i = 0; i < nevents; i++)
 	{
 		ndays += ev[i].ndays;
@@ -540,6 +559,18 @@ activity_unpack_event(const ActivityHeader *a, int i, ActivityBuildEvent *out)
 	out->sums = e->sum_start == ACTIVITY_NO_SUMS ? NULL : ACT_SUMS(a) + e->sum_start;
 }
 
+/* Bytewise order of names; inline, since names usually differ early. */
+static inline int
+name_cmp(const char *a, int alen, const char *b, int blen)
+{
+	int			n = Min(alen, blen);
+
+	for (int i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
+	return (alen > blen) - (alen < blen);
+}
+
 /* Binary search over the sorted names; -1 when absent. */
 int
 activity_find_event(const ActivityHeader *a, const char *name, int len)
@@ -561,9 +592,7 @@ activity_find_event(const ActivityHeader *a, const char *name, int len)
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("invalid cdp.activity value"),
 					 errdetail("Event %d's name lies outside the value.", mid)));
-		r = memcmp(names + e->name_off, name, Min((int) e->name_len, len));
-		if (r == 0)
-			r = ((int) e->name_len > len) - ((int) e->name_len < len);
+		r = name_cmp(names + e->name_off, e->name_len, name, len);
 		if (r == 0)
 			return mid;
 		if (r < 0)
@@ -901,6 +930,46 @@ cdp_activity_recv(PG_FUNCTION_ARGS)
 
 /* ---------------------------------------------------------------- accessors */
 
+/*
+ * A value under 127 bytes is stored with a 1-byte header, unaligned, and
+ * detoasting it would palloc a copy on every call: accessors copy it into
+ * an aligned buffer on the stack instead.
+ */
+typedef union ActivityShort
+{
+	ActivityHeader hdr;
+	double		align;
+	char		data[VARHDRSZ + VARATT_SHORT_MAX];
+} ActivityShort;
+
+static inline ActivityHeader *
+activity_arg(Datum d, ActivityShort *buf)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(d);
+
+	if (VARATT_IS_SHORT(v) && !VARATT_IS_EXTERNAL(v))
+	{
+		Size		len = VARSIZE_SHORT(v) - VARHDRSZ_SHORT;
+
+		SET_VARSIZE(buf->data, len + VARHDRSZ);
+		memcpy(buf->data + VARHDRSZ, VARDATA_SHORT(v), len);
+		return &buf->hdr;
+	}
+	v = (struct varlena *) DatumGetActivityP(d);
+#if defined(__GNUC__) || defined(__clang__)
+
+	/*
+	 * A lookup reads a few scattered parts of the value (header, names, an
+	 * event entry, its days), each load depending on the one before.  Ask
+	 * for the first kilobyte at once, so the cache misses of a value not
+	 * read yet overlap instead of adding up.
+	 */
+	for (Size off = 64; off < Min(VARSIZE(v), 1024); off += 64)
+		__builtin_prefetch((char *) v + off);
+#endif
+	return (ActivityHeader *) v;
+}
+
 /* Index of the first bucket with day >= d (binary search). */
 static int
 lower_bound(const int32 *days, int n, int32 d)
@@ -1014,7 +1083,8 @@ PG_FUNCTION_INFO_V1(cdp_event_count);
 Datum
 cdp_event_count(PG_FUNCTION_ARGS)
 {
-	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityShort buf;
+	ActivityHeader *a = activity_arg(PG_GETARG_DATUM(0), &buf);
 	ActivityBuildEvent e;
 	int32		lo,
 				hi;
@@ -1036,7 +1106,8 @@ PG_FUNCTION_INFO_V1(cdp_event_sum);
 Datum
 cdp_event_sum(PG_FUNCTION_ARGS)
 {
-	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityShort buf;
+	ActivityHeader *a = activity_arg(PG_GETARG_DATUM(0), &buf);
 	ActivityBuildEvent e;
 	int32		lo,
 				hi;
@@ -1056,7 +1127,8 @@ cdp_event_sum(PG_FUNCTION_ARGS)
 static Datum
 seen(FunctionCallInfo fcinfo, bool last)
 {
-	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityShort buf;
+	ActivityHeader *a = activity_arg(PG_GETARG_DATUM(0), &buf);
 	ActivityBuildEvent e;
 	TimestampTz r = 0;
 	const ActivityEvent *ev;
@@ -1081,6 +1153,117 @@ seen(FunctionCallInfo fcinfo, bool last)
 	PG_RETURN_TIMESTAMPTZ(r);
 }
 
+/*
+ * The day window of did/did_not: [as_of - within, as_of), no lower bound
+ * when within is NULL.  timestamptz - interval follows the session time
+ * zone, so it is computed once per (within, as_of, time zone) and kept in
+ * fn_extra: a segment query passes the same constants for every row.
+ */
+typedef struct DidWindow
+{
+	bool		valid;
+	bool		has_within;
+	Interval	within;
+	TimestampTz as_of;
+	pg_tz	   *tz;
+	int32		lo;
+	int32		hi;
+} DidWindow;
+
+static DidWindow *
+did_window(FunctionCallInfo fcinfo)
+{
+	DidWindow  *w = (DidWindow *) fcinfo->flinfo->fn_extra;
+	bool		has_within = !PG_ARGISNULL(3);
+	Interval   *within = has_within ? PG_GETARG_INTERVAL_P(3) : NULL;
+	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(4);
+
+	if (w == NULL)
+	{
+		w = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(DidWindow));
+		fcinfo->flinfo->fn_extra = w;
+	}
+	if (w->valid && w->as_of == as_of && w->has_within == has_within &&
+		w->tz == session_timezone &&
+		(!has_within ||
+		 (w->within.time == within->time && w->within.day == within->day &&
+		  w->within.month == within->month)))
+		return w;
+
+	w->valid = false;
+	w->lo = has_within
+		? window_lo(DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+															TimestampTzGetDatum(as_of),
+															IntervalPGetDatum(within))))
+		: PG_INT32_MIN;
+	w->hi = window_hi(as_of);
+	w->has_within = has_within;
+	if (has_within)
+		w->within = *within;
+	w->as_of = as_of;
+	w->tz = session_timezone;
+	w->valid = true;
+	return w;
+}
+
+/*
+ * did/did_not: at least at_least events in the window (NULL when any
+ * argument but within is NULL).
+ */
+static Datum
+did_common(FunctionCallInfo fcinfo, bool negate)
+{
+	ActivityShort buf;
+	ActivityHeader *a;
+	ActivityBuildEvent e;
+	int32		at_least;
+	DidWindow  *w;
+	int64		c = 0;
+	float8		s;
+	int			d;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4))
+		PG_RETURN_NULL();
+	at_least = PG_GETARG_INT32(2);
+	w = did_window(fcinfo);
+	a = activity_arg(PG_GETARG_DATUM(0), &buf);
+	if (lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+	{
+		int32		first_day = activity_day_of(e.first_at);
+		int32		last_day = activity_day_of(e.last_at);
+
+		/*
+		 * Most profiles are decided by the event's totals alone, without
+		 * reading its day buckets: too few events at all, a window that
+		 * misses or covers all of its days (folded ones included, which lie
+		 * between its first day and its trim day).
+		 */
+		if (e.count < at_least || w->lo > last_day || w->hi <= first_day)
+			c = 0;
+		else if (w->lo <= first_day && w->hi > last_day)
+			c = e.count;
+		else
+			event_window(&e, w->lo, w->hi, false, &c, &s, &d);
+	}
+	PG_RETURN_BOOL((c >= at_least) != negate);
+}
+
+/* at least at_least events of one name in [as_of - within, as_of) */
+PG_FUNCTION_INFO_V1(cdp_did);
+Datum
+cdp_did(PG_FUNCTION_ARGS)
+{
+	return did_common(fcinfo, false);
+}
+
+/* fewer than at_least events of one name in [as_of - within, as_of) */
+PG_FUNCTION_INFO_V1(cdp_did_not);
+Datum
+cdp_did_not(PG_FUNCTION_ARGS)
+{
+	return did_common(fcinfo, true);
+}
+
 /* time stamp of the first event (of one name) */
 PG_FUNCTION_INFO_V1(cdp_first_seen);
 Datum
@@ -1102,7 +1285,8 @@ PG_FUNCTION_INFO_V1(cdp_active_days);
 Datum
 cdp_active_days(PG_FUNCTION_ARGS)
 {
-	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityShort buf;
+	ActivityHeader *a = activity_arg(PG_GETARG_DATUM(0), &buf);
 	ActivityBuildEvent e;
 	int32		lo,
 				hi;

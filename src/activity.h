@@ -101,6 +101,8 @@ extern int32 activity_max_day(void);
 extern int32 activity_day_of(TimestampTz ts);
 extern void activity_check_timestamp(TimestampTz ts);
 extern ActivityHeader *activity_pack(ActivityBuildEvent *ev, int nevents);
+extern ActivityHeader *activity_pack_sorted(const ActivityBuildEvent *ev,
+											int nevents);
 extern void activity_validate(const ActivityHeader *a, Size size, int sqlstate);
 extern void activity_check_header(const ActivityHeader *a);
 extern void activity_unpack_event(const ActivityHeader *a, int i,

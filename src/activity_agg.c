@@ -4,13 +4,26 @@
  *	  Building cdp.activity values: the activity_agg aggregate, merging two
  *	  summaries and trimming old day buckets.
  *
- * The aggregate state maps each event name (simplehash) to its totals and
- * an array of day buckets.  Events usually arrive in time order per name, so
- * a row either adds to the last bucket or appends one; out-of-order days
- * are appended too and the array is sorted and compacted when it fills up
- * and once in the final function.  The state serializes to the on-disk
- * format, so partial states travel between workers as ordinary summaries
- * and combining them is the same operation as merging summaries.
+ * A profile sees a handful of events, and a GROUP BY over all profiles keeps
+ * a million states in memory at once, so the transition state is small and
+ * flat: one array of 16-byte rows, appended to in arrival order, one per
+ * event plus one per non-zero value.  Event names are interned once per
+ * query in a dictionary kept in the function's fn_extra (query lifetime),
+ * and rows refer to them by id.  The final function sorts the rows once
+ * (by event, then time, a day's values by value) and folds them into day
+ * buckets, so float sums do not depend on the order the rows arrived in,
+ * nor on how a parallel plan split them (short of the compaction below).
+ *
+ * A group with very many rows is compacted when its array fills up: the
+ * values of one event on one UTC day become one row with their sum, and a
+ * run of three or more of its events that day becomes two rows, one with
+ * the earliest time stamp and all but one of the count, one with the
+ * latest, so counts and sums per day and first and last time stamps stay
+ * exact.
+ *
+ * Partial states travel between processes in their own versioned format
+ * (names written out, rows referring to them by index), checked in full
+ * when read back.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +34,7 @@
 #include "common/hashfn.h"
 #include "common/int.h"
 #include "fmgr.h"
+#include "libpq/pqformat.h"
 #include "utils/builtins.h"
 #include "utils/float.h"
 #include "utils/memutils.h"
@@ -28,12 +42,10 @@
 
 #include "activity.h"
 
-typedef struct ActDayBucket
-{
-	int32		day;
-	int32		count;
-	float8		sum;
-} ActDayBucket;
+/* first byte of a serialized aggregate state */
+#define ACT_STATE_VERSION	1
+
+/* ---------------------------------------------------------------- names */
 
 typedef struct ActKey
 {
@@ -41,24 +53,16 @@ typedef struct ActKey
 	int			len;
 } ActKey;
 
-typedef struct ActEntry
+typedef struct ActDictEntry
 {
 	ActKey		key;
 	uint32		hash;
+	int32		id;
 	char		status;
-	bool		sorted;			/* buckets ascend by day without repeats */
-	int64		count;
-	float8		sum;
-	TimestampTz first_at;
-	TimestampTz last_at;
-	int32		trim_day;
-	int			nbuckets;
-	int			cap;
-	ActDayBucket *buckets;
-} ActEntry;
+} ActDictEntry;
 
-#define SH_PREFIX		actmap
-#define SH_ELEMENT_TYPE ActEntry
+#define SH_PREFIX		actdict
+#define SH_ELEMENT_TYPE ActDictEntry
 #define SH_KEY_TYPE		ActKey
 #define SH_KEY			key
 #define SH_HASH_KEY(tb, k)	hash_bytes((const unsigned char *) (k).name, (k).len)
@@ -70,20 +74,145 @@ typedef struct ActEntry
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
+/* Event names of one query, by id; lives as long as the query. */
+typedef struct ActDict
+{
+	MemoryContext cxt;
+	actdict_hash *map;
+	int32		n;
+	int32		cap;
+	ActKey	   *names;			/* by id */
+	int32		last_id;		/* most recent lookup, -1 if none */
+} ActDict;
+
+static ActDict *
+dict_get(FunctionCallInfo fcinfo)
+{
+	ActDict    *d = (ActDict *) fcinfo->flinfo->fn_extra;
+
+	if (d == NULL)
+	{
+		MemoryContext cxt = fcinfo->flinfo->fn_mcxt;
+
+		d = MemoryContextAlloc(cxt, sizeof(ActDict));
+		d->cxt = cxt;
+		d->map = actdict_create(cxt, 16, NULL);
+		d->n = 0;
+		d->cap = 16;
+		d->names = MemoryContextAlloc(cxt, d->cap * sizeof(ActKey));
+		d->last_id = -1;
+		fcinfo->flinfo->fn_extra = d;
+	}
+	return d;
+}
+
+/* Id of a name, interning it on first sight. */
+static int32
+dict_intern(ActDict *d, const char *name, int len)
+{
+	ActKey		key = {name, len};
+	ActDictEntry *e;
+	bool		found;
+
+	/* events of one profile often repeat their name */
+	if (d->last_id >= 0 && d->names[d->last_id].len == len &&
+		memcmp(d->names[d->last_id].name, name, len) == 0)
+		return d->last_id;
+
+	e = actdict_lookup(d->map, key);
+	if (e == NULL)
+	{
+		char	   *copy = MemoryContextAlloc(d->cxt, Max(len, 1));
+
+		/* allocate everything before the table refers to it */
+		memcpy(copy, name, len);
+		key.name = copy;
+		if (d->n == d->cap)
+		{
+			d->names = repalloc(d->names, d->cap * 2 * sizeof(ActKey));
+			d->cap *= 2;
+		}
+		e = actdict_insert(d->map, key, &found);
+		Assert(!found);
+		e->id = d->n;
+		d->names[d->n++] = key;
+	}
+	d->last_id = e->id;
+	return e->id;
+}
+
+/* ---------------------------------------------------------------- state */
+
+/*
+ * A row is an event (a count row: time stamp and count) or, for events
+ * with a non-zero value, that value on its UTC day (a value row, in the
+ * same array, marked by a negative ev).  Most events carry no value, so
+ * most take 16 bytes.
+ */
+typedef struct ActRow
+{
+	union
+	{
+		TimestampTz ts;			/* count row */
+		float8		value;		/* value row: a value, or a folded sum */
+	}			u;
+	int32		ev;				/* count row: id in the state's dictionary;
+								 * value row: -1 - id */
+	int32		n;				/* count row: count (1, or a folded run's);
+								 * value row: UTC day */
+} ActRow;
+
+#define ROW_IS_VALUE(r)	((r)->ev < 0)
+#define ROW_EV(r)		((r)->ev >= 0 ? (r)->ev : -1 - (r)->ev)
+#define ROW_DAY(r)		(ROW_IS_VALUE(r) ? (r)->n : activity_day_of((r)->u.ts))
+
 typedef struct ActState
 {
-	actmap_hash *map;
-	MemoryContext ctx;			/* the aggregate context */
+	ActDict    *dict;
+	int32		nrows;
+	int32		cap;
+	ActRow		rows[FLEXIBLE_ARRAY_MEMBER];
 } ActState;
 
-static ActState *
-state_create(MemoryContext ctx)
-{
-	ActState   *st = MemoryContextAlloc(ctx, sizeof(ActState));
+StaticAssertDecl(sizeof(ActRow) == 16, "ActRow must be 16 bytes");
 
-	st->ctx = ctx;
-	/* profiles see a handful of event names */
-	st->map = actmap_create(ctx, 4, NULL);
+#define STATE_SIZE(cap)		(offsetof(ActState, rows) + (Size) (cap) * sizeof(ActRow))
+/* compact a full array of at least this many rows before growing it */
+#define COMPACT_MIN_ROWS	1024
+
+/*
+ * Capacity that fills an allocation of the smallest power of two holding
+ * "need" rows (palloc rounds small requests up to a power of two anyway).
+ */
+static int32
+state_cap_for(int64 need)
+{
+	Size		size = 128;
+
+	while (size < STATE_SIZE(need))
+		size *= 2;
+	if (size > MaxAllocSize)
+	{
+		if (STATE_SIZE(need) > MaxAllocSize)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("too many events in one group of cdp.activity_agg"),
+					 errdetail("One group can hold about %zu events of distinct time stamps.",
+							   (MaxAllocSize - offsetof(ActState, rows)) / (2 * sizeof(ActRow)))));
+		size = MaxAllocSize;
+	}
+	return (int32) ((size - offsetof(ActState, rows)) / sizeof(ActRow));
+}
+
+static ActState *
+state_create(MemoryContext ctx, ActDict *dict, int64 need)
+{
+	int32		cap = state_cap_for(need);
+	ActState   *st = MemoryContextAlloc(ctx, STATE_SIZE(cap));
+
+	st->dict = dict;
+	st->nrows = 0;
+	st->cap = cap;
 	return st;
 }
 
@@ -109,180 +238,231 @@ add_sum(float8 a, float8 b)
 	return r;
 }
 
-static int
-bucket_cmp(const void *a, const void *b)
+/*
+ * Order: event, then time (a value row sorts at the start of its day,
+ * before the count rows of that day), then the value or count.  A total
+ * order, so sums do not depend on the order rows arrived in.
+ */
+static inline int
+row_cmp(const ActRow *a, const ActRow *b)
 {
-	int32		x = ((const ActDayBucket *) a)->day;
-	int32		y = ((const ActDayBucket *) b)->day;
+	int32		ea = ROW_EV(a),
+				eb = ROW_EV(b);
+	int64		ta,
+				tb;
 
-	return (x > y) - (x < y);
+	if (ea != eb)
+		return ea < eb ? -1 : 1;
+	ta = ROW_IS_VALUE(a) ? (int64) a->n * USECS_PER_DAY : a->u.ts;
+	tb = ROW_IS_VALUE(b) ? (int64) b->n * USECS_PER_DAY : b->u.ts;
+	if (ta != tb)
+		return ta < tb ? -1 : 1;
+	if (ROW_IS_VALUE(a) != ROW_IS_VALUE(b))
+		return ROW_IS_VALUE(a) ? -1 : 1;
+	if (ROW_IS_VALUE(a))
+	{
+		if (a->u.value != b->u.value)
+			return a->u.value < b->u.value ? -1 : 1;
+		return 0;
+	}
+	return (a->n > b->n) - (a->n < b->n);
 }
 
-/* Sort the buckets by day and add up repeated days. */
-static void
-entry_compact(ActEntry *e)
-{
-	int			n = 0;
+#define ST_SORT			act_sort_rows
+#define ST_ELEMENT_TYPE ActRow
+#define ST_COMPARE(a, b)	row_cmp(a, b)
+#define ST_SCOPE		static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
-	if (e->sorted)
-		return;
-	qsort(e->buckets, e->nbuckets, sizeof(ActDayBucket), bucket_cmp);
-	for (int i = 0; i < e->nbuckets; i++)
+/*
+ * Sort the rows, then fold each event's rows of one UTC day: its value rows
+ * into one with their sum, and a run of three or more count rows into two,
+ * the earliest with all but one of the count and the latest with one.
+ */
+static void
+state_compact(ActState *st)
+{
+	int32		n = 0;
+	int32		i = 0;
+
+	act_sort_rows(st->rows, st->nrows);
+	while (i < st->nrows)
 	{
-		if (n > 0 && e->buckets[n - 1].day == e->buckets[i].day)
+		ActRow	   *r = &st->rows[i];
+		int32		ev = ROW_EV(r);
+		int32		day = ROW_DAY(r);
+		int32		j = i;
+		int32		nvalues = 0;
+		float8		sum = 0.0;
+		int32		c0 = -1;	/* first count row */
+		int32		count = 0;
+
+		for (; j < st->nrows && ROW_EV(&st->rows[j]) == ev &&
+			 ROW_DAY(&st->rows[j]) == day; j++)
 		{
-			if (pg_add_s32_overflow(e->buckets[n - 1].count, e->buckets[i].count,
-									&e->buckets[n - 1].count))
-				count_overflow();
-			e->buckets[n - 1].sum = add_sum(e->buckets[n - 1].sum, e->buckets[i].sum);
+			const ActRow *q = &st->rows[j];
+
+			if (ROW_IS_VALUE(q))
+			{
+				sum = add_sum(sum, q->u.value);
+				nvalues++;
+			}
+			else
+			{
+				if (c0 < 0)
+					c0 = j;
+				if (pg_add_s32_overflow(count, q->n, &count))
+					count_overflow();
+			}
 		}
-		else
-			e->buckets[n++] = e->buckets[i];
-	}
-	e->nbuckets = n;
-	e->sorted = true;
-}
-
-/* Add count events with sum on day to the entry's buckets. */
-static void
-entry_add_day(ActState *st, ActEntry *e, int32 day, int32 count, float8 sum)
-{
-	if (e->nbuckets > 0)
-	{
-		ActDayBucket *last = &e->buckets[e->nbuckets - 1];
-
-		if (last->day == day)
+		if (nvalues > 0)
 		{
-			if (pg_add_s32_overflow(last->count, count, &last->count))
-				count_overflow();
-			last->sum = add_sum(last->sum, sum);
-			return;
+			st->rows[n] = *r;	/* the first row is a value row */
+			st->rows[n].u.value = sum;
+			n++;
 		}
-	}
-	if (e->nbuckets == e->cap)
-	{
-		/* out-of-order input: compacting may make room without growing */
-		if (!e->sorted && e->cap >= 16)
-			entry_compact(e);
-		if (e->nbuckets > e->cap / 2 || e->cap < 16)
+		if (c0 >= 0 && j - c0 <= 2)
 		{
-			int			cap = e->cap * 2;
+			memmove(&st->rows[n], &st->rows[c0], (j - c0) * sizeof(ActRow));
+			n += j - c0;
+		}
+		else if (c0 >= 0)
+		{
+			ActRow		first = st->rows[c0];
+			ActRow		last = st->rows[j - 1];
 
-			if ((Size) cap * sizeof(ActDayBucket) > MaxAllocSize)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("too many day buckets for one event name in cdp.activity_agg")));
-			e->buckets = e->buckets
-				? repalloc(e->buckets, cap * sizeof(ActDayBucket))
-				: MemoryContextAlloc(st->ctx, cap * sizeof(ActDayBucket));
-			e->cap = cap;
+			st->rows[n] = first;
+			st->rows[n++].n = count - 1;
+			st->rows[n] = last;
+			st->rows[n++].n = 1;
+		}
+		i = j;
+	}
+	st->nrows = n;
+}
+
+/* Make room for "more" rows; may move the state. */
+static ActState *
+state_reserve(ActState *st, int32 more)
+{
+	int32		cap;
+
+	if ((int64) st->nrows + more <= st->cap)
+		return st;
+	/* a large group: fold repeated days before growing */
+	if (st->nrows >= COMPACT_MIN_ROWS)
+	{
+		state_compact(st);
+		if ((int64) st->nrows + more <= st->cap / 2)
+			return st;
+	}
+	cap = state_cap_for(Max((int64) st->nrows + more, (int64) st->cap * 2));
+	st = repalloc(st, STATE_SIZE(cap));
+	st->cap = cap;
+	return st;
+}
+
+/* Append the rows of src to dst (in the aggregate context); may move dst. */
+static ActState *
+state_append(ActState *dst, const ActState *src)
+{
+	dst = state_reserve(dst, src->nrows);
+	if (dst->dict == src->dict)
+		memcpy(&dst->rows[dst->nrows], src->rows, src->nrows * sizeof(ActRow));
+	else
+	{
+		/* states built with different dictionaries: map ids by name */
+		for (int32 i = 0; i < src->nrows; i++)
+		{
+			const ActRow *r = &src->rows[i];
+			const ActKey *k = &src->dict->names[ROW_EV(r)];
+			int32		id = dict_intern(dst->dict, k->name, k->len);
+
+			dst->rows[dst->nrows + i] = *r;
+			dst->rows[dst->nrows + i].ev = ROW_IS_VALUE(r) ? -1 - id : id;
 		}
 	}
-	/* compaction above may have changed the last bucket: check order now */
-	if (e->nbuckets > 0 && e->buckets[e->nbuckets - 1].day >= day)
-		e->sorted = false;
-	e->buckets[e->nbuckets].day = day;
-	e->buckets[e->nbuckets].count = count;
-	e->buckets[e->nbuckets].sum = sum;
-	e->nbuckets++;
+	dst->nrows += src->nrows;
+	return dst;
 }
 
-static ActEntry *
-state_entry(ActState *st, const char *name, int len)
-{
-	ActKey		key = {name, len};
-	bool		found;
-	ActEntry   *e = actmap_insert(st->map, key, &found);
-
-	if (!found)
-	{
-		char	   *copy = MemoryContextAlloc(st->ctx, Max(len, 1));
-
-		memcpy(copy, name, len);
-		e->key.name = copy;
-		e->sorted = true;
-		e->count = 0;
-		e->sum = 0.0;
-		e->first_at = DT_NOEND;
-		e->last_at = DT_NOBEGIN;
-		e->trim_day = ACTIVITY_NO_TRIM;
-		e->nbuckets = 0;
-		e->cap = 2;
-		e->buckets = MemoryContextAlloc(st->ctx, e->cap * sizeof(ActDayBucket));
-	}
-	return e;
-}
-
-/* Add a (packed or state) event's totals; buckets are added by the caller. */
 static void
-entry_add_totals(ActEntry *e, int64 count, float8 sum, TimestampTz first_at,
-				 TimestampTz last_at, int32 trim_day)
+corrupt_state(void)
 {
-	if (pg_add_s64_overflow(e->count, count, &e->count))
-		count_overflow();
-	e->sum = add_sum(e->sum, sum);
-	if (first_at < e->first_at)
-		e->first_at = first_at;
-	if (last_at > e->last_at)
-		e->last_at = last_at;
-	if (trim_day > e->trim_day)
-		e->trim_day = trim_day;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("invalid cdp.activity_agg state"),
+			 errdetail("A value has no event on its day.")));
 }
 
-/* Add every event of a packed value to the state. */
-static void
-state_add_packed(ActState *st, const ActivityHeader *a)
-{
-	for (int i = 0; i < a->nevents; i++)
-	{
-		ActivityBuildEvent pe;
-		ActEntry   *e;
-
-		activity_unpack_event(a, i, &pe);
-		e = state_entry(st, pe.name, pe.name_len);
-		entry_add_totals(e, pe.count, pe.sum, pe.first_at, pe.last_at, pe.trim_day);
-		for (int j = 0; j < pe.ndays; j++)
-			entry_add_day(st, e, pe.days[j], pe.counts[j], pe.sums ? pe.sums[j] : 0.0);
-	}
-}
-
-/* Pack the state (in the current memory context). */
+/* Pack the state into a summary (in the current memory context). */
 static ActivityHeader *
 state_pack(ActState *st)
 {
 	ActivityBuildEvent *ev;
-	actmap_iterator it;
-	ActEntry   *e;
+	int32	   *days;
+	int32	   *counts;
+	float8	   *sums;
 	int			n = 0;
+	int32		k = 0;			/* day buckets used so far */
+	int32		i = 0;
 
-	ev = palloc(Max(st->map->members, 1) * sizeof(ActivityBuildEvent));
-	actmap_start_iterate(st->map, &it);
-	while ((e = actmap_iterate(st->map, &it)) != NULL)
+	act_sort_rows(st->rows, st->nrows);
+	ev = palloc(Max(st->nrows, 1) * sizeof(ActivityBuildEvent));
+	days = palloc(Max(st->nrows, 1) * sizeof(int32));
+	counts = palloc(Max(st->nrows, 1) * sizeof(int32));
+	sums = palloc(Max(st->nrows, 1) * sizeof(float8));
+
+	while (i < st->nrows)
 	{
 		ActivityBuildEvent *o = &ev[n++];
-		bool		any_sum = false;
+		int32		evid = ROW_EV(&st->rows[i]);
+		const ActKey *name = &st->dict->names[evid];
+		int32		start = k;
 
-		entry_compact(e);
-		o->name = e->key.name;
-		o->name_len = e->key.len;
-		o->count = e->count;
-		o->sum = e->sum;
-		o->first_at = e->first_at;
-		o->last_at = e->last_at;
-		o->trim_day = e->trim_day;
-		o->ndays = e->nbuckets;
-		o->days = palloc(Max(e->nbuckets, 1) * sizeof(int32));
-		o->counts = palloc(Max(e->nbuckets, 1) * sizeof(int32));
-		o->sums = palloc(Max(e->nbuckets, 1) * sizeof(float8));
-		for (int j = 0; j < e->nbuckets; j++)
+		o->name = name->name;
+		o->name_len = name->len;
+		o->count = 0;
+		o->sum = 0.0;
+		o->trim_day = ACTIVITY_NO_TRIM;
+		for (; i < st->nrows && ROW_EV(&st->rows[i]) == evid; i++)
 		{
-			o->days[j] = e->buckets[j].day;
-			o->counts[j] = e->buckets[j].count;
-			o->sums[j] = e->buckets[j].sum;
-			any_sum |= (o->sums[j] != 0.0);
+			const ActRow *r = &st->rows[i];
+			int32		day = ROW_DAY(r);
+
+			if (k == start || days[k - 1] != day)
+			{
+				/* the previous day must have had an event */
+				if (k > start && counts[k - 1] == 0)
+					corrupt_state();
+				days[k] = day;
+				counts[k] = 0;
+				sums[k] = 0.0;
+				k++;
+			}
+			if (ROW_IS_VALUE(r))
+			{
+				o->sum = add_sum(o->sum, r->u.value);
+				sums[k - 1] = add_sum(sums[k - 1], r->u.value);
+			}
+			else
+			{
+				if (o->count == 0)
+					o->first_at = r->u.ts;
+				o->last_at = r->u.ts;
+				if (pg_add_s64_overflow(o->count, r->n, &o->count) ||
+					pg_add_s32_overflow(counts[k - 1], r->n, &counts[k - 1]))
+					count_overflow();
+			}
 		}
-		if (!any_sum)
-			o->sums = NULL;
+		if (counts[k - 1] == 0)
+			corrupt_state();
+		o->ndays = k - start;
+		o->days = days + start;
+		o->counts = counts + start;
+		o->sums = sums + start;
 	}
 	return activity_pack(ev, n);
 }
@@ -307,7 +487,7 @@ cdp_activity_agg_trans(PG_FUNCTION_ARGS)
 	text	   *name;
 	TimestampTz at;
 	float8		value = 0.0;
-	ActEntry   *e;
+	ActRow	   *r;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 	{
@@ -329,11 +509,22 @@ cdp_activity_agg_trans(PG_FUNCTION_ARGS)
 					 errhint("Pass NULL for events without a value.")));
 	}
 	if (st == NULL)
-		st = state_create(ctx);
+		st = state_create(ctx, dict_get(fcinfo), 2);
+	else if (st->nrows + 2 > st->cap)
+		st = state_reserve(st, 2);
 
-	e = state_entry(st, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
-	entry_add_totals(e, 1, value, at, at, ACTIVITY_NO_TRIM);
-	entry_add_day(st, e, activity_day_of(at), 1, value);
+	r = &st->rows[st->nrows++];
+	r->u.ts = at;
+	r->ev = dict_intern(st->dict, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	r->n = 1;
+	if (value != 0.0)
+	{
+		ActRow	   *v = &st->rows[st->nrows++];
+
+		v->u.value = value;
+		v->ev = -1 - r->ev;
+		v->n = activity_day_of(at);
+	}
 	PG_RETURN_POINTER(st);
 }
 
@@ -342,16 +533,13 @@ PG_FUNCTION_INFO_V1(cdp_activity_agg_final);
 Datum
 cdp_activity_agg_final(PG_FUNCTION_ARGS)
 {
-	ActState   *st;
-
 	agg_context(fcinfo, "cdp_activity_agg_final");
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
-	st = (ActState *) PG_GETARG_POINTER(0);
-	PG_RETURN_ACTIVITY_P(state_pack(st));
+	PG_RETURN_ACTIVITY_P(state_pack((ActState *) PG_GETARG_POINTER(0)));
 }
 
-/* activity_agg combine function: adds the second state to the first */
+/* activity_agg combine function: adds the second state's rows to the first */
 PG_FUNCTION_INFO_V1(cdp_activity_agg_combine);
 Datum
 cdp_activity_agg_combine(PG_FUNCTION_ARGS)
@@ -359,8 +547,6 @@ cdp_activity_agg_combine(PG_FUNCTION_ARGS)
 	MemoryContext ctx = agg_context(fcinfo, "cdp_activity_agg_combine");
 	ActState   *s1 = PG_ARGISNULL(0) ? NULL : (ActState *) PG_GETARG_POINTER(0);
 	ActState   *s2 = PG_ARGISNULL(1) ? NULL : (ActState *) PG_GETARG_POINTER(1);
-	actmap_iterator it;
-	ActEntry   *e2;
 
 	if (s2 == NULL)
 	{
@@ -368,42 +554,166 @@ cdp_activity_agg_combine(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(s1);
 	}
+	/* s2 may live in a shorter-lived context: copy it, sharing its names */
 	if (s1 == NULL)
-		s1 = state_create(ctx);
-	actmap_start_iterate(s2->map, &it);
-	while ((e2 = actmap_iterate(s2->map, &it)) != NULL)
-	{
-		ActEntry   *e1 = state_entry(s1, e2->key.name, e2->key.len);
-
-		entry_add_totals(e1, e2->count, e2->sum, e2->first_at, e2->last_at, e2->trim_day);
-		for (int j = 0; j < e2->nbuckets; j++)
-			entry_add_day(s1, e1, e2->buckets[j].day, e2->buckets[j].count,
-						  e2->buckets[j].sum);
-	}
-	PG_RETURN_POINTER(s1);
+		s1 = state_create(ctx, s2->dict, s2->nrows);
+	PG_RETURN_POINTER(state_append(s1, s2));
 }
 
-/* activity_agg serial function: the state in the on-disk format */
+/*
+ * activity_agg serial function.  Format: version byte, int32 number of
+ * names, each as int32 length and bytes, then int32 number of rows, each
+ * as int32 name index, int32 count, int64 time stamp, float8 value (network
+ * byte order).
+ */
 PG_FUNCTION_INFO_V1(cdp_activity_agg_serialize);
 Datum
 cdp_activity_agg_serialize(PG_FUNCTION_ARGS)
 {
+	ActState   *st;
+	StringInfoData buf;
+	int32		nnames = 0;
+	int32		idx = -1;
+
 	agg_context(fcinfo, "cdp_activity_agg_serialize");
-	PG_RETURN_BYTEA_P((bytea *) state_pack((ActState *) PG_GETARG_POINTER(0)));
+	st = (ActState *) PG_GETARG_POINTER(0);
+
+	/* sorted by event, each name is written once and indexed in order */
+	act_sort_rows(st->rows, st->nrows);
+	for (int32 i = 0; i < st->nrows; i++)
+		if (i == 0 || ROW_EV(&st->rows[i]) != ROW_EV(&st->rows[i - 1]))
+			nnames++;
+
+	pq_begintypsend(&buf);
+	enlargeStringInfo(&buf, 9 + nnames * 20 + st->nrows * (Size) 16);
+	pq_sendbyte(&buf, ACT_STATE_VERSION);
+	pq_sendint32(&buf, nnames);
+	for (int32 i = 0; i < st->nrows; i++)
+	{
+		if (i == 0 || ROW_EV(&st->rows[i]) != ROW_EV(&st->rows[i - 1]))
+		{
+			const ActKey *k = &st->dict->names[ROW_EV(&st->rows[i])];
+
+			pq_sendint32(&buf, k->len);
+			pq_sendbytes(&buf, k->name, k->len);
+		}
+	}
+	pq_sendint32(&buf, st->nrows);
+	for (int32 i = 0; i < st->nrows; i++)
+	{
+		const ActRow *r = &st->rows[i];
+
+		if (i == 0 || ROW_EV(r) != ROW_EV(&st->rows[i - 1]))
+			idx++;
+		pq_sendint32(&buf, ROW_IS_VALUE(r) ? -1 - idx : idx);
+		pq_sendint32(&buf, r->n);
+		if (ROW_IS_VALUE(r))
+			pq_sendfloat8(&buf, r->u.value);
+		else
+			pq_sendint64(&buf, r->u.ts);
+	}
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
-/* activity_agg deserial function: validates, then rebuilds the state */
+static void
+bad_state(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("invalid cdp.activity_agg state"),
+			 errdetail("%s", detail)));
+}
+
+/* activity_agg deserial function: checks every length, index and value */
 PG_FUNCTION_INFO_V1(cdp_activity_agg_deserialize);
 Datum
 cdp_activity_agg_deserialize(PG_FUNCTION_ARGS)
 {
-	MemoryContext ctx = agg_context(fcinfo, "cdp_activity_agg_deserialize");
-	ActivityHeader *a = (ActivityHeader *) PG_GETARG_BYTEA_P(0);
+	bytea	   *b;
+	StringInfoData buf;
+	ActDict    *dict;
+	int32	   *ids;
+	int32		nnames,
+				nrows;
+	int			version;
 	ActState   *st;
 
-	activity_validate(a, VARSIZE(a), ERRCODE_DATA_CORRUPTED);
-	st = state_create(ctx);
-	state_add_packed(st, a);
+	agg_context(fcinfo, "cdp_activity_agg_deserialize");
+	b = PG_GETARG_BYTEA_PP(0);
+	dict = dict_get(fcinfo);
+	/* a read-only view of the bytes */
+	buf.data = VARDATA_ANY(b);
+	buf.len = VARSIZE_ANY_EXHDR(b);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+
+	if (buf.len < 5)
+		bad_state("The state is shorter than its 5-byte header.");
+	version = pq_getmsgbyte(&buf);
+	if (version != ACT_STATE_VERSION)
+		bad_state(psprintf("State format version %d is not supported (expected %d).",
+						   version, ACT_STATE_VERSION));
+	nnames = pq_getmsgint(&buf, 4);
+	if (nnames < 0 || nnames > (buf.len - buf.cursor) / 4)
+		bad_state(psprintf("Name count %d does not fit in the %d bytes left.",
+						   nnames, buf.len - buf.cursor));
+	ids = palloc(Max(nnames, 1) * sizeof(int32));
+	for (int32 i = 0; i < nnames; i++)
+	{
+		int32		len;
+
+		if (buf.len - buf.cursor < 4)
+			bad_state(psprintf("Name %d is truncated.", i));
+		len = pq_getmsgint(&buf, 4);
+		if (len < 0 || len > buf.len - buf.cursor)
+			bad_state(psprintf("Name length %d of name %d does not fit in the bytes left.", len, i));
+		ids[i] = dict_intern(dict, buf.data + buf.cursor, len);
+		buf.cursor += len;
+	}
+	if (buf.len - buf.cursor < 4)
+		bad_state("The row count is missing.");
+	nrows = pq_getmsgint(&buf, 4);
+	if (nrows < 0 || nrows != (buf.len - buf.cursor) / 16 ||
+		(buf.len - buf.cursor) % 16 != 0)
+		bad_state(psprintf("Row count %d does not match the %d bytes left.",
+						   nrows, buf.len - buf.cursor));
+	/* lives in the per-tuple context: combine copies it */
+	st = palloc(STATE_SIZE(Max(nrows, 1)));
+	st->dict = dict;
+	st->nrows = nrows;
+	st->cap = Max(nrows, 1);
+	for (int32 i = 0; i < nrows; i++)
+	{
+		ActRow	   *r = &st->rows[i];
+		int32		idx = pq_getmsgint(&buf, 4);
+		bool		is_value = idx < 0;
+
+		if (is_value)
+			idx = -1 - idx;
+		if (idx >= nnames)
+			bad_state(psprintf("Row %d refers to name %d of %d.", i, idx, nnames));
+		r->ev = is_value ? -1 - ids[idx] : ids[idx];
+		r->n = pq_getmsgint(&buf, 4);
+		if (is_value)
+		{
+			r->u.value = pq_getmsgfloat8(&buf);
+			if (!isfinite(r->u.value))
+				bad_state(psprintf("Row %d has a value that is not finite.", i));
+			if (r->n < activity_min_day() || r->n > activity_max_day())
+				bad_state(psprintf("Row %d has a day outside years 1-9999.", i));
+		}
+		else
+		{
+			r->u.ts = pq_getmsgint64(&buf);
+			if (r->n < 1)
+				bad_state(psprintf("Row %d has count %d.", i, r->n));
+			if (TIMESTAMP_NOT_FINITE(r->u.ts) ||
+				activity_day_of(r->u.ts) < activity_min_day() ||
+				activity_day_of(r->u.ts) > activity_max_day())
+				bad_state(psprintf("Row %d has a time stamp outside years 1-9999.", i));
+		}
+	}
+	pq_getmsgend(&buf);
 	PG_RETURN_POINTER(st);
 }
 
@@ -526,7 +836,7 @@ cdp_activity_merge(PG_FUNCTION_ARGS)
 			j++;
 		}
 	}
-	PG_RETURN_ACTIVITY_P(activity_pack(ev, n));
+	PG_RETURN_ACTIVITY_P(activity_pack_sorted(ev, n));
 }
 
 /* ---------------------------------------------------------------- trim */
@@ -572,5 +882,5 @@ cdp_activity_trim(PG_FUNCTION_ARGS)
 		if (kept < e->count)
 			e->trim_day = Max(e->trim_day, cut);
 	}
-	PG_RETURN_ACTIVITY_P(activity_pack(ev, a->nevents));
+	PG_RETURN_ACTIVITY_P(activity_pack_sorted(ev, a->nevents));
 }

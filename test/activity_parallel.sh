@@ -40,6 +40,24 @@ for q in "$QG" "$QA"; do
   fi
 done
 
+# A hash aggregate that spills to disk (work_mem far below the states'
+# size) gives the same summaries as a sorted group aggregate.
+SPILL="SET max_parallel_workers_per_gather = 0; SET work_mem = '64kB'; SET hash_mem_multiplier = 1; SET enable_sort = off;"
+SORTED="SET max_parallel_workers_per_gather = 0; SET enable_hashagg = off;"
+plan=$("${PSQL[@]}" -c "$SPILL" -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) $QG")
+if echo "$plan" | grep -q "HashAggregate" && echo "$plan" | grep -Eq "Batches: ([2-9]|[1-9][0-9]+)"; then
+  echo "ok - hash aggregate spills to disk with work_mem 64kB"
+else
+  echo "not ok - hash aggregate spills to disk with work_mem 64kB"; echo "$plan" | sed 's/^/# /'
+fi
+spill=$("${PSQL[@]}" -c "$SPILL" -c "$QG")
+sorted=$("${PSQL[@]}" -c "$SORTED" -c "$QG")
+if [ -n "$spill" ] && [ "$spill" = "$sorted" ]; then
+  echo "ok - spilled hash aggregate equals sorted group aggregate"
+else
+  echo "not ok - spilled hash aggregate equals sorted group aggregate"; echo "# $spill vs $sorted"
+fi
+
 # workers really ran
 w=$("${PSQL[@]}" -c "$PAR" -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) $QA" | grep -o 'Workers Launched: [0-9]*' | head -1)
 case "$w" in
