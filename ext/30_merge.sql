@@ -258,7 +258,7 @@ COMMENT ON FUNCTION cdp.merge_profile_lineage_final(internal) IS
   'final function of cdp.merge_profile_lineage';
 
 CREATE AGGREGATE cdp.merge_profile(attributes jsonb, at timestamptz) (
-  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 600,
+  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 480,
   FINALFUNC = cdp.merge_profile_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -267,7 +267,7 @@ COMMENT ON AGGREGATE cdp.merge_profile(jsonb, timestamptz) IS
   'golden record: one value per top-level key of the observations, by the strategy in rules (default latest)';
 
 CREATE AGGREGATE cdp.merge_profile(attributes jsonb, at timestamptz, priority integer) (
-  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 600,
+  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 480,
   FINALFUNC = cdp.merge_profile_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -276,7 +276,7 @@ COMMENT ON AGGREGATE cdp.merge_profile(jsonb, timestamptz, integer) IS
   'golden record: one value per top-level key of the observations, by the strategy in rules (default latest)';
 
 CREATE AGGREGATE cdp.merge_profile(attributes jsonb, at timestamptz, priority integer, rules jsonb) (
-  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 600,
+  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 480,
   FINALFUNC = cdp.merge_profile_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,

@@ -42,6 +42,12 @@ SELECT cdp.most_frequent(x) AS mf, cdp.most_frequent(x COLLATE merge_ci) AS mf_c
        cdp.most_frequent(x::bit(5)) AS mf_bit, cdp.unique_values(x, 3) AS uv
 FROM (SELECT lpad((i % 13)::bit(5)::text, 5, '0') AS x FROM generate_series(1, 40) i) s;
 DROP COLLATION merge_ci;
+-- attribute names are kept as 2-byte ids: at most 65,536 per query
+SELECT cdp.merge_profile(j, now()) -> 'k65536' AS last_key
+FROM (SELECT jsonb_object_agg('k' || i, i) j FROM generate_series(1, 65536) i) s;
+SELECT cdp.merge_profile(j, now())
+FROM (SELECT jsonb_object_agg('k' || i, i) j FROM generate_series(1, 65536) i
+      UNION ALL SELECT '{"one_more": 1}') s;
 
 -- values equal in btree order that print differently (2, 2.0, 2.00): the
 -- smallest binary image survives, whatever the row order

@@ -123,17 +123,19 @@ typedef struct MergeCache
 	MergeRule  *rules;			/* in jsonb key order (length, then bytes) */
 	CdpTypeInfo jsonb_ti;
 	MemoryContext mcxt;
-	keyh_hash  *keys;
+	keyh_hash  *keys;			/* name -> key id */
+	const MergeKey **names;		/* key id -> name */
+	int			nnames;
+	int			maxnames;
 } MergeCache;
 
 /*
- * What one group knows about one attribute: a 32-byte slot.  A winner's
+ * What one group knows about one attribute: a 24-byte slot.  A winner's
  * value, a sum and a source label live in the group's arena (MergeState);
  * a value table (most_frequent, union) is allocated on its own.
  */
 typedef struct MergeAttr
 {
-	const MergeKey *key;		/* interned */
 	TimestampTz at;				/* the winner's */
 	union
 	{
@@ -146,11 +148,14 @@ typedef struct MergeAttr
 		int64		count;		/* count */
 	}			u;
 	int32		priority;
+	uint16		key;			/* key id in the state's MergeCache */
 	uint8		strategy;
-	bool		seen;			/* an observation contributed */
-	bool		has;			/* a winner or a sum is stored */
-	bool		prio_null;		/* the winner's priority was NULL */
+	bool		seen:1;			/* an observation contributed */
+	bool		has:1;			/* a winner or a sum is stored */
+	bool		prio_null:1;	/* the winner's priority was NULL */
 } MergeAttr;
+
+StaticAssertDecl(sizeof(MergeAttr) == 24, "MergeAttr is meant to take 24 bytes");
 
 /* merge_profile_lineage's slot: the attribute and where its value came from */
 typedef struct MergeAttrLin
@@ -178,21 +183,21 @@ typedef struct MergeAttrLin
  */
 typedef struct MergeState
 {
-	MemoryContext cxt;
+	MergeCache *dict;			/* names of the key ids, lives for the query */
 	keyh_hash  *index;			/* NULL while nattrs <= MERGE_LINEAR_MAX */
 	int32		nattrs;
 	uint32		size;			/* bytes allocated, header included */
 	uint32		upper;			/* start of the byte area */
-	uint32		waste;			/* bytes of replaced values in it */
-	uint16		stride;			/* bytes per slot */
 	bool		lineage;
 } MergeState;
 
 #define MERGE_HDRSZ MAXALIGN(sizeof(MergeState))
+#define MERGE_STRIDE(s) \
+	((s)->lineage ? sizeof(MergeAttrLin) : sizeof(MergeAttr))
 #define MERGE_SLOT(s, i) \
-	((MergeAttr *) ((char *) (s) + MERGE_HDRSZ + (Size) (i) * (s)->stride))
+	((MergeAttr *) ((char *) (s) + MERGE_HDRSZ + (Size) (i) * MERGE_STRIDE(s)))
 #define MERGE_LIN(s, i) ((MergeAttrLin *) MERGE_SLOT(s, i))
-#define MERGE_LOWER(s) (MERGE_HDRSZ + (uint32) (s)->nattrs * (s)->stride)
+#define MERGE_LOWER(s) (MERGE_HDRSZ + (uint32) ((s)->nattrs * MERGE_STRIDE(s)))
 #define MERGE_BYTES(s, off) ((char *) (s) + (s)->size - (off))
 
 static MemoryContext
@@ -344,27 +349,50 @@ get_rules(FunctionCallInfo fcinfo, int rules_arg)
 	return c;
 }
 
-/* A copy of an attribute name that lives as long as the query. */
-static const MergeKey *
+/*
+ * The id of an attribute name, which is copied once per query: states keep
+ * 2-byte ids, names are looked up in the cache the state refers to.
+ */
+static uint16
 key_intern(MergeCache *c, const char *s, int len)
 {
 	KeyStr		k = {s, len};
 	KeyEntry   *e;
 	bool		found;
+	MergeKey   *mk;
 
 	e = keyh_insert(c->keys, k, &found);
-	if (!found)
+	if (found)
+		return (uint16) e->idx;
+	if (c->nnames > PG_UINT16_MAX)
 	{
-		MergeKey   *mk = MemoryContextAlloc(c->mcxt,
-											offsetof(MergeKey, name) + len + 1);
-
-		mk->len = len;
-		memcpy(mk->name, s, len);
-		mk->name[len] = '\0';
-		e->k.s = mk->name;
+		keyh_delete_item(c->keys, e);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("more than %d distinct attribute names in one cdp.merge_profile",
+						PG_UINT16_MAX + 1),
+				 errdetail("Attribute name \"%s\" would be number %d; states keep names as 2-byte ids.",
+						   pnstrdup(s, len), c->nnames + 1),
+				 errhint("Merge fewer distinct top-level keys in one query.")));
 	}
-	return (const MergeKey *) (e->k.s - offsetof(MergeKey, name));
+	if (c->nnames == c->maxnames)
+	{
+		c->maxnames = Max(c->maxnames * 2, 32);
+		c->names = c->names == NULL ?
+			MemoryContextAlloc(c->mcxt, sizeof(MergeKey *) * c->maxnames) :
+			repalloc(c->names, sizeof(MergeKey *) * c->maxnames);
+	}
+	mk = MemoryContextAlloc(c->mcxt, offsetof(MergeKey, name) + len + 1);
+	mk->len = len;
+	memcpy(mk->name, s, len);
+	mk->name[len] = '\0';
+	e->k.s = mk->name;
+	e->idx = c->nnames;
+	c->names[c->nnames] = mk;
+	return (uint16) c->nnames++;
 }
+
+#define attr_key(s, a) ((s)->dict->names[(a)->key])
 
 static uint8
 rule_strategy(MergeCache *c, const char *key, int keylen)
@@ -537,7 +565,8 @@ state_room(MergeState *s)
 }
 
 static MergeState *
-merge_new(MemoryContext cxt, bool lineage, int32 nattrs_hint, Size bytes_hint)
+merge_new(MemoryContext cxt, MergeCache *dict, bool lineage, int32 nattrs_hint,
+		  Size bytes_hint)
 {
 	uint16		stride = lineage ? sizeof(MergeAttrLin) : sizeof(MergeAttr);
 	Size		size;
@@ -551,10 +580,9 @@ merge_new(MemoryContext cxt, bool lineage, int32 nattrs_hint, Size bytes_hint)
 				 errmsg("cdp.merge_profile state of %zu bytes is too large", size)));
 	s = MemoryContextAllocHuge(cxt, size);
 	memset(s, 0, MERGE_HDRSZ);
-	s->cxt = cxt;
+	s->dict = dict;
 	s->size = size;
 	s->upper = size;
-	s->stride = stride;
 	s->lineage = lineage;
 	return s;
 }
@@ -628,11 +656,10 @@ merge_repack(MergeState *s, uint32 need)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("cdp.merge_profile state of %zu bytes is too large", want),
 				 errdetail("A group has %d attributes.", s->nattrs)));
-	n = MemoryContextAllocHuge(s->cxt, size);
+	n = MemoryContextAllocHuge(GetMemoryChunkContext(s), size);
 	memcpy(n, s, lower);
 	n->size = size;
 	n->upper = size;
-	n->waste = 0;
 	for (int i = 0; i < n->nattrs; i++)
 	{
 		MergeAttr  *a = MERGE_SLOT(n, i);
@@ -687,7 +714,7 @@ attr_find(MergeState *s, const char *key, int keylen)
 	}
 	for (int i = 0; i < s->nattrs; i++)
 	{
-		const MergeKey *k = MERGE_SLOT(s, i)->key;
+		const MergeKey *k = attr_key(s, MERGE_SLOT(s, i));
 
 		if (k->len == keylen && memcmp(k->name, key, keylen) == 0)
 			return i;
@@ -695,22 +722,22 @@ attr_find(MergeState *s, const char *key, int keylen)
 	return -1;
 }
 
-/* A new attribute, the last slot; key must be interned. */
+/* A new attribute, the last slot. */
 static MergeState *
-attr_add(MergeState *s, const MergeKey *key, uint8 strategy,
-		 const CdpTypeInfo *jsonb_ti)
+attr_add(MergeState *s, const char *name, int len, uint8 strategy)
 {
 	MergeAttr  *a;
 	bool		found;
+	uint16		key = key_intern(s->dict, name, len);
 
-	s = merge_reserve(s, s->stride);
+	s = merge_reserve(s, MERGE_STRIDE(s));
 	a = MERGE_SLOT(s, s->nattrs);
 	s->nattrs++;
-	memset(a, 0, s->stride);
+	memset(a, 0, MERGE_STRIDE(s));
 	a->key = key;
 	a->strategy = strategy;
 	if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
-		a->u.ft = cdp_freq_create(s->cxt, jsonb_ti);
+		a->u.ft = cdp_freq_create(GetMemoryChunkContext(s), &s->dict->jsonb_ti);
 	if (s->lineage)
 	{
 		MergeAttrLin *lin = (MergeAttrLin *) a;
@@ -721,17 +748,19 @@ attr_add(MergeState *s, const MergeKey *key, uint8 strategy,
 	}
 	if (s->index == NULL && s->nattrs > MERGE_LINEAR_MAX)
 	{
-		s->index = keyh_create(s->cxt, s->nattrs * 2, NULL);
+		s->index = keyh_create(GetMemoryChunkContext(s), s->nattrs * 2, NULL);
 		for (int i = 0; i < s->nattrs; i++)
 		{
-			KeyStr		k = {MERGE_SLOT(s, i)->key->name, MERGE_SLOT(s, i)->key->len};
+			const MergeKey *mk = attr_key(s, MERGE_SLOT(s, i));
+			KeyStr		k = {mk->name, mk->len};
 
 			keyh_insert(s->index, k, &found)->idx = i;
 		}
 	}
 	else if (s->index != NULL)
 	{
-		KeyStr		k = {key->name, key->len};
+		const MergeKey *mk = s->dict->names[key];
+		KeyStr		k = {mk->name, mk->len};
 
 		keyh_insert(s->index, k, &found)->idx = s->nattrs - 1;
 	}
@@ -752,11 +781,9 @@ attr_set_bytes(MergeState *s, int i, uint32 entry, const char *p, uint32 len)
 	if (len > 0 && len <= oldlen)
 	{
 		memcpy(MERGE_BYTES(s, a->u.v.off), p, len);
-		s->waste += oldlen - len;
 	}
 	else
 	{
-		s->waste += oldlen;
 		if (len > 0)
 		{
 			s = merge_reserve(s, len + 3);
@@ -779,18 +806,15 @@ attr_set_source(MergeState *s, int i, const char *src, int srclen)
 
 	if (src == NULL)
 	{
-		s->waste += oldlen;
 		lin->srclen = -1;
 		return s;
 	}
 	if (srclen > 0 && srclen <= oldlen)
 	{
 		memcpy(MERGE_BYTES(s, lin->srcoff), src, srclen);
-		s->waste += oldlen - srclen;
 	}
 	else
 	{
-		s->waste += oldlen;
 		if (srclen > 0)
 		{
 			s = merge_reserve(s, srclen + 3);
@@ -1000,7 +1024,7 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 	{
 		if (s == NULL)
-			s = merge_new(cxt, lineage, 4, 0);
+			s = merge_new(cxt, get_cache(fcinfo), lineage, 4, 0);
 		PG_RETURN_POINTER(s);
 	}
 	jb = PG_GETARG_JSONB_P(1);
@@ -1026,7 +1050,7 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 
 	/* sized for this observation's attributes and values */
 	if (s == NULL)
-		s = merge_new(cxt, lineage, JB_ROOT_COUNT(jb),
+		s = merge_new(cxt, rules, lineage, JB_ROOT_COUNT(jb),
 					  VARSIZE(jb) + (lineage ? srclen + 3 : 0));
 
 	/*
@@ -1056,8 +1080,7 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 		idx = attr_find(s, key, keylen);
 		if (idx < 0)
 		{
-			s = attr_add(s, key_intern(rules, key, keylen),
-						 rule_strategy(rules, key, keylen), &rules->jsonb_ti);
+			s = attr_add(s, key, keylen, rule_strategy(rules, key, keylen));
 			idx = s->nattrs - 1;
 		}
 		s = attr_observe(s, idx, &v, at, priority, src, srclen,
@@ -1098,7 +1121,7 @@ attr_merge(MergeState *s, int i, MergeState *bs, int j)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("attribute \"%s\" was merged with strategies \"%s\" and \"%s\"",
-						a->key->name, strategy_names[a->strategy],
+						attr_key(s, a)->name, strategy_names[a->strategy],
 						strategy_names[b->strategy]),
 				 errhint("Pass the same rules for every row of a group.")));
 	if (!b->seen)
@@ -1171,7 +1194,6 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 	MemoryContext cxt = merge_agg_context(fcinfo);
 	MergeState *a = PG_ARGISNULL(0) ? NULL : (MergeState *) PG_GETARG_POINTER(0);
 	MergeState *b = PG_ARGISNULL(1) ? NULL : (MergeState *) PG_GETARG_POINTER(1);
-	MergeCache *c;
 
 	if (b == NULL)
 	{
@@ -1184,25 +1206,24 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 	 * Deserialized states are built in the aggregate context: the first one
 	 * of a group is adopted as it is, later ones are freed once merged.
 	 */
-	if (a == NULL && b->cxt == cxt)
+	if (a == NULL && GetMemoryChunkContext(b) == cxt)
 		PG_RETURN_POINTER(b);
-	c = get_cache(fcinfo);
 	if (a == NULL)
-		a = merge_new(cxt, b->lineage, b->nattrs, b->size - b->upper);
+		a = merge_new(cxt, get_cache(fcinfo), b->lineage, b->nattrs,
+					  b->size - b->upper);
 	for (int j = 0; j < b->nattrs; j++)
 	{
-		const MergeKey *key = MERGE_SLOT(b, j)->key;
+		const MergeKey *key = attr_key(b, MERGE_SLOT(b, j));
 		int			i = attr_find(a, key->name, key->len);
 
 		if (i < 0)
 		{
-			a = attr_add(a, key_intern(c, key->name, key->len),
-						 MERGE_SLOT(b, j)->strategy, &c->jsonb_ti);
+			a = attr_add(a, key->name, key->len, MERGE_SLOT(b, j)->strategy);
 			i = a->nattrs - 1;
 		}
 		a = attr_merge(a, i, b, j);
 	}
-	if (b->cxt == cxt)
+	if (GetMemoryChunkContext(b) == cxt)
 		merge_free(b);
 	PG_RETURN_POINTER(a);
 }
@@ -1251,8 +1272,8 @@ cdp_merge_profile_serialize(PG_FUNCTION_ARGS)
 		JsonbValue	v;
 		int64		nobs = attr_nobs(s, i);
 
-		cdp_write_bytes(&buf, &a->key->len, sizeof(int32));
-		cdp_write_bytes(&buf, a->key->name, a->key->len);
+		cdp_write_bytes(&buf, &attr_key(s, a)->len, sizeof(int32));
+		cdp_write_bytes(&buf, attr_key(s, a)->name, attr_key(s, a)->len);
 		appendStringInfoChar(&buf, a->strategy);
 		appendStringInfoChar(&buf, a->has ? 1 : 0);
 		cdp_write_bytes(&buf, &nobs, sizeof(int64));
@@ -1312,7 +1333,7 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	/* every attribute takes at least 14 bytes */
 	if (n < 0 || n > (r.len - r.pos) / 14)
 		cdp_state_corrupted("The number of attributes does not fit the state.");
-	s = merge_new(cxt, lineage, n, r.len - r.pos);
+	s = merge_new(cxt, c, lineage, n, r.len - r.pos);
 	for (int i = 0; i < n; i++)
 	{
 		int32		keylen = cdp_read_int32(&r);
@@ -1326,7 +1347,7 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 			cdp_state_corrupted("Unknown merge strategy.");
 		if (attr_find(s, key, keylen) >= 0)
 			cdp_state_corrupted("An attribute appears twice.");
-		s = attr_add(s, key_intern(c, key, keylen), strategy, &c->jsonb_ti);
+		s = attr_add(s, key, keylen, strategy);
 		nobs = cdp_read_int64(&r);
 		if (nobs < 0)
 			cdp_state_corrupted("An attribute has a negative number of observations.");
@@ -1511,18 +1532,20 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 
 		if (!a->seen)
 			continue;
-		push_string(&ps, WJB_KEY, a->key->name, a->key->len);
+		push_string(&ps, WJB_KEY, attr_key(s, a)->name, attr_key(s, a)->len);
 		if (!lineage)
 		{
 			if (!push_attr_value(&ps, s, a, &best))
-				elog(ERROR, "attribute \"%s\" has observations but no value", a->key->name);
+				elog(ERROR, "attribute \"%s\" has observations but no value",
+					 attr_key(s, a)->name);
 			emitted++;
 			continue;
 		}
 		pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 		push_key(&ps, "value");
 		if (!push_attr_value(&ps, s, a, &best))
-			elog(ERROR, "attribute \"%s\" has observations but no value", a->key->name);
+			elog(ERROR, "attribute \"%s\" has observations but no value",
+				 attr_key(s, a)->name);
 		push_key(&ps, "strategy");
 		push_string(&ps, WJB_VALUE, strategy_names[a->strategy],
 					strlen(strategy_names[a->strategy]));
