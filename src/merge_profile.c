@@ -620,18 +620,11 @@ attr_nobs(MergeState *s, int i)
 	return a->seen ? 1 : 0;
 }
 
-/*
- * The state copied into a fresh allocation with at least `need` bytes of
- * room, holes left by replaced values squeezed out.
- */
-static MergeState *
-merge_repack(MergeState *s, uint32 need)
+/* Bytes the state needs: header, slots and what its values take at most. */
+static Size
+merge_live(MergeState *s)
 {
-	Size		live = 0;
-	Size		want;
-	Size		size;
-	MergeState *n;
-	uint32		lower = MERGE_LOWER(s);
+	Size		live = MERGE_LOWER(s);
 
 	for (int i = 0; i < s->nattrs; i++)
 	{
@@ -642,19 +635,23 @@ merge_repack(MergeState *s, uint32 need)
 		if (s->lineage && MERGE_LIN(s, i)->srclen > 0)
 			live += MERGE_LIN(s, i)->srclen + 3;
 	}
-	/*
-	 * Sizes are powers of 2, as the allocator rounds to them anyway.  When a
-	 * repack at the same size would leave little room, double, so that
-	 * values replaced again and again cannot make repacks frequent.
-	 */
-	want = lower + live + need;
-	size = pg_nextpower2_64(want);
-	if (size <= s->size && size - want < size / 8)
-		size = (Size) s->size * 2;
+	return live;
+}
+
+/*
+ * The state copied into a fresh allocation of `size` bytes (at least
+ * merge_live), holes left by replaced values squeezed out.
+ */
+static MergeState *
+merge_repack_to(MergeState *s, Size size)
+{
+	MergeState *n;
+	uint32		lower = MERGE_LOWER(s);
+
 	if (size > MaxAllocHugeSize || size > PG_UINT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cdp.merge_profile state of %zu bytes is too large", want),
+				 errmsg("cdp.merge_profile state of %zu bytes is too large", size),
 				 errdetail("A group has %d attributes.", s->nattrs)));
 	n = MemoryContextAllocHuge(GetMemoryChunkContext(s), size);
 	memcpy(n, s, lower);
@@ -676,6 +673,23 @@ merge_repack(MergeState *s, uint32 need)
 	}
 	pfree(s);
 	return n;
+}
+
+/*
+ * The state repacked with at least `need` bytes of room.  Sizes are powers
+ * of 2, as the allocator rounds to them anyway.  When a repack at the same
+ * size would leave little room, double, so that values replaced again and
+ * again cannot make repacks frequent.
+ */
+static MergeState *
+merge_repack(MergeState *s, uint32 need)
+{
+	Size		want = merge_live(s) + need;
+	Size		size = pg_nextpower2_64(want);
+
+	if (size <= s->size && size - want < size / 8)
+		size = (Size) s->size * 2;
+	return merge_repack_to(s, size);
 }
 
 /* The state with room for `need` more bytes; it may have moved. */
@@ -1048,11 +1062,6 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 						   JB_ROOT_IS_SCALAR(jb) ? "scalar" : "array"),
 				 errhint("Pass one object of attribute names and values per row.")));
 
-	/* sized for this observation's attributes and values */
-	if (s == NULL)
-		s = merge_new(cxt, rules, lineage, JB_ROOT_COUNT(jb),
-					  VARSIZE(jb) + (lineage ? srclen + 3 : 0));
-
 	/*
 	 * Walk the object's pairs in place, without an iterator: keys' JEntries
 	 * come first, then the values', then the data in the same order
@@ -1063,6 +1072,15 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	base = (char *) &jc->children[n * 2];
 	koff = 0;
 	voff = getJsonbOffset(jc, n);
+
+	/*
+	 * Sized for this observation's whole jsonb: more than its values need,
+	 * which leaves room for a few more attributes (fewer repacks leave less
+	 * memory behind in the allocator's free lists).
+	 */
+	if (s == NULL)
+		s = merge_new(cxt, rules, lineage, n,
+					  VARSIZE(jb) + (lineage ? srclen + 3 : 0));
 	for (int i = 0; i < n; i++)
 	{
 		const char *key = base + koff;
@@ -1410,6 +1428,9 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 		}
 	}
 	cdp_reader_end(&r);
+	/* the serialized size overestimates what the state needs */
+	if (pg_nextpower2_64(merge_live(s)) < s->size)
+		s = merge_repack_to(s, pg_nextpower2_64(merge_live(s)));
 	PG_RETURN_POINTER(s);
 }
 
