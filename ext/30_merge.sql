@@ -276,7 +276,7 @@ COMMENT ON AGGREGATE cdp.merge_profile(jsonb, timestamptz, integer) IS
   'golden record: one value per top-level key of the observations, by the strategy in rules (default latest)';
 
 CREATE AGGREGATE cdp.merge_profile(attributes jsonb, at timestamptz, priority integer, rules jsonb) (
-  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 480,
+  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 1024,
   FINALFUNC = cdp.merge_profile_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -303,7 +303,7 @@ COMMENT ON AGGREGATE cdp.merge_profile_lineage(jsonb, timestamptz, integer) IS
   'golden record with lineage: per key the winning value, strategy, observations and the winner''s at, priority and source';
 
 CREATE AGGREGATE cdp.merge_profile_lineage(attributes jsonb, at timestamptz, priority integer, rules jsonb) (
-  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1024,
+  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1600,
   FINALFUNC = cdp.merge_profile_lineage_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -312,7 +312,7 @@ COMMENT ON AGGREGATE cdp.merge_profile_lineage(jsonb, timestamptz, integer, json
   'golden record with lineage: per key the winning value, strategy, observations and the winner''s at, priority and source';
 
 CREATE AGGREGATE cdp.merge_profile_lineage(attributes jsonb, at timestamptz, priority integer, rules jsonb, source text) (
-  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1024,
+  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1600,
   FINALFUNC = cdp.merge_profile_lineage_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
