@@ -1008,7 +1008,7 @@ cdp_pick_final(PG_FUNCTION_ARGS)
  * the images of by-reference values growing down from the end (offsets
  * count from the end, so that a larger allocation can take them over
  * unchanged).  A value is looked up by comparing images where equal images
- * are exactly equal values (FREQ_IMAGE_EQ), else by btree equality.  Past
+ * are exactly equal values (CdpTypeInfo.image_eq), else by btree equality.  Past
  * FREQ_SMALL_MAX distinct values they move to a CdpFreqTable.
  */
 #define FREQ_SMALL_MAX	8
