@@ -55,7 +55,7 @@ COMMENT ON FUNCTION cdp.pick_final(internal, anyelement, integer, timestamptz) I
   'final function of cdp.by_priority';
 
 CREATE AGGREGATE cdp.latest(value anyelement, at timestamptz) (
-  SFUNC = cdp.latest_trans, STYPE = internal, SSPACE = 96,
+  SFUNC = cdp.latest_trans, STYPE = internal, SSPACE = 120,
   FINALFUNC = cdp.pick_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.pick_combine,
   SERIALFUNC = cdp.pick_serialize, DESERIALFUNC = cdp.pick_deserialize,
@@ -64,7 +64,7 @@ COMMENT ON AGGREGATE cdp.latest(anyelement, timestamptz) IS
   'the non-null value with the greatest at (last updated wins); ties go to the smallest value';
 
 CREATE AGGREGATE cdp.earliest(value anyelement, at timestamptz) (
-  SFUNC = cdp.earliest_trans, STYPE = internal, SSPACE = 96,
+  SFUNC = cdp.earliest_trans, STYPE = internal, SSPACE = 120,
   FINALFUNC = cdp.pick_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.pick_combine,
   SERIALFUNC = cdp.pick_serialize, DESERIALFUNC = cdp.pick_deserialize,
@@ -73,7 +73,7 @@ COMMENT ON AGGREGATE cdp.earliest(anyelement, timestamptz) IS
   'the non-null value with the smallest at; ties go to the smallest value';
 
 CREATE AGGREGATE cdp.by_priority(value anyelement, priority integer, at timestamptz) (
-  SFUNC = cdp.by_priority_trans, STYPE = internal, SSPACE = 96,
+  SFUNC = cdp.by_priority_trans, STYPE = internal, SSPACE = 120,
   FINALFUNC = cdp.pick_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.pick_combine,
   SERIALFUNC = cdp.pick_serialize, DESERIALFUNC = cdp.pick_deserialize,
@@ -149,7 +149,7 @@ COMMENT ON FUNCTION cdp.unique_values_final(internal, anyelement, timestamptz, i
   'final function of cdp.unique_values(value, at, max_values)';
 
 CREATE AGGREGATE cdp.most_frequent(value anyelement) (
-  SFUNC = cdp.most_frequent_trans, STYPE = internal, SSPACE = 640,
+  SFUNC = cdp.most_frequent_trans, STYPE = internal, SSPACE = 256,
   FINALFUNC = cdp.most_frequent_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.freq_combine,
   SERIALFUNC = cdp.freq_serialize, DESERIALFUNC = cdp.freq_deserialize,
@@ -158,7 +158,7 @@ COMMENT ON AGGREGATE cdp.most_frequent(anyelement) IS
   'the most frequent non-null value; ties go to the smallest value';
 
 CREATE AGGREGATE cdp.most_frequent(value anyelement, at timestamptz) (
-  SFUNC = cdp.most_frequent_at_trans, STYPE = internal, SSPACE = 640,
+  SFUNC = cdp.most_frequent_at_trans, STYPE = internal, SSPACE = 256,
   FINALFUNC = cdp.most_frequent_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.freq_combine,
   SERIALFUNC = cdp.freq_serialize, DESERIALFUNC = cdp.freq_deserialize,
@@ -167,7 +167,7 @@ COMMENT ON AGGREGATE cdp.most_frequent(anyelement, timestamptz) IS
   'the most frequent non-null value; ties go to the most recently seen, then the smallest';
 
 CREATE AGGREGATE cdp.unique_values(value anyelement, max_values integer) (
-  SFUNC = cdp.unique_values_trans, STYPE = internal, SSPACE = 768,
+  SFUNC = cdp.unique_values_trans, STYPE = internal, SSPACE = 320,
   FINALFUNC = cdp.unique_values_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.freq_combine,
   SERIALFUNC = cdp.freq_serialize, DESERIALFUNC = cdp.freq_deserialize,
@@ -176,7 +176,7 @@ COMMENT ON AGGREGATE cdp.unique_values(anyelement, integer) IS
   'the distinct non-null values in btree order, at most max_values of them';
 
 CREATE AGGREGATE cdp.unique_values(value anyelement, at timestamptz, max_values integer) (
-  SFUNC = cdp.unique_values_at_trans, STYPE = internal, SSPACE = 768,
+  SFUNC = cdp.unique_values_at_trans, STYPE = internal, SSPACE = 320,
   FINALFUNC = cdp.unique_values_final, FINALFUNC_EXTRA,
   COMBINEFUNC = cdp.freq_combine,
   SERIALFUNC = cdp.freq_serialize, DESERIALFUNC = cdp.freq_deserialize,
@@ -258,7 +258,7 @@ COMMENT ON FUNCTION cdp.merge_profile_lineage_final(internal) IS
   'final function of cdp.merge_profile_lineage';
 
 CREATE AGGREGATE cdp.merge_profile(attributes jsonb, at timestamptz) (
-  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 1536,
+  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 480,
   FINALFUNC = cdp.merge_profile_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -267,7 +267,7 @@ COMMENT ON AGGREGATE cdp.merge_profile(jsonb, timestamptz) IS
   'golden record: one value per top-level key of the observations, by the strategy in rules (default latest)';
 
 CREATE AGGREGATE cdp.merge_profile(attributes jsonb, at timestamptz, priority integer) (
-  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 1536,
+  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 480,
   FINALFUNC = cdp.merge_profile_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -276,7 +276,7 @@ COMMENT ON AGGREGATE cdp.merge_profile(jsonb, timestamptz, integer) IS
   'golden record: one value per top-level key of the observations, by the strategy in rules (default latest)';
 
 CREATE AGGREGATE cdp.merge_profile(attributes jsonb, at timestamptz, priority integer, rules jsonb) (
-  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 1536,
+  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 1024,
   FINALFUNC = cdp.merge_profile_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -285,7 +285,7 @@ COMMENT ON AGGREGATE cdp.merge_profile(jsonb, timestamptz, integer, jsonb) IS
   'golden record: one value per top-level key of the observations, by the strategy in rules (default latest)';
 
 CREATE AGGREGATE cdp.merge_profile_lineage(attributes jsonb, at timestamptz) (
-  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1536,
+  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1024,
   FINALFUNC = cdp.merge_profile_lineage_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -294,7 +294,7 @@ COMMENT ON AGGREGATE cdp.merge_profile_lineage(jsonb, timestamptz) IS
   'golden record with lineage: per key the winning value, strategy, observations and the winner''s at, priority and source';
 
 CREATE AGGREGATE cdp.merge_profile_lineage(attributes jsonb, at timestamptz, priority integer) (
-  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1536,
+  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1024,
   FINALFUNC = cdp.merge_profile_lineage_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -303,7 +303,7 @@ COMMENT ON AGGREGATE cdp.merge_profile_lineage(jsonb, timestamptz, integer) IS
   'golden record with lineage: per key the winning value, strategy, observations and the winner''s at, priority and source';
 
 CREATE AGGREGATE cdp.merge_profile_lineage(attributes jsonb, at timestamptz, priority integer, rules jsonb) (
-  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1536,
+  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1600,
   FINALFUNC = cdp.merge_profile_lineage_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -312,7 +312,7 @@ COMMENT ON AGGREGATE cdp.merge_profile_lineage(jsonb, timestamptz, integer, json
   'golden record with lineage: per key the winning value, strategy, observations and the winner''s at, priority and source';
 
 CREATE AGGREGATE cdp.merge_profile_lineage(attributes jsonb, at timestamptz, priority integer, rules jsonb, source text) (
-  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1536,
+  SFUNC = cdp.merge_profile_lineage_trans, STYPE = internal, SSPACE = 1600,
   FINALFUNC = cdp.merge_profile_lineage_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,

@@ -29,6 +29,25 @@ SELECT cdp.most_frequent(x) FROM unnest(ARRAY['b', 'a', 'b', 'a', 'c']) x;
 SELECT cdp.most_frequent(x, t) FROM (VALUES ('b', '2024-01-02'::timestamptz), ('a', '2024-01-01'), ('b', '2024-01-01'), ('a', '2024-01-03')) s(x, t);
 -- a type without a hash opclass (bit) is keyed by its image and folded by btree equality
 SELECT cdp.most_frequent(x::bit(3)) FROM unnest(ARRAY['101', '011', '101', '011']) x;
+-- a nondeterministic collation: 'a' and 'A' are one value (its smallest
+-- image is shown); equal counts go to the smallest in collation order
+CREATE COLLATION merge_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+SELECT cdp.most_frequent(x COLLATE merge_ci) AS mf, cdp.unique_values(x COLLATE merge_ci, 5) AS uv,
+       cdp.most_frequent(x) AS mf_default
+FROM unnest(ARRAY['b', 'a', 'B', 'A', 'c', 'b']) x;
+SELECT cdp.most_frequent(x COLLATE merge_ci) AS mf
+FROM unnest(ARRAY['b', 'a', 'B', 'A', 'c']) x;
+-- more distinct values than are kept inline (8): the hash table takes over
+SELECT cdp.most_frequent(x) AS mf, cdp.most_frequent(x COLLATE merge_ci) AS mf_ci,
+       cdp.most_frequent(x::bit(5)) AS mf_bit, cdp.unique_values(x, 3) AS uv
+FROM (SELECT lpad((i % 13)::bit(5)::text, 5, '0') AS x FROM generate_series(1, 40) i) s;
+DROP COLLATION merge_ci;
+-- attribute names are kept as 2-byte ids: at most 65,536 per query
+SELECT cdp.merge_profile(j, now()) -> 'k65536' AS last_key
+FROM (SELECT jsonb_object_agg('k' || i, i) j FROM generate_series(1, 65536) i) s;
+SELECT cdp.merge_profile(j, now())
+FROM (SELECT jsonb_object_agg('k' || i, i) j FROM generate_series(1, 65536) i
+      UNION ALL SELECT '{"one_more": 1}') s;
 
 -- values equal in btree order that print differently (2, 2.0, 2.00): the
 -- smallest binary image survives, whatever the row order

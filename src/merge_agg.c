@@ -37,6 +37,35 @@
  * Type information
  */
 
+/*
+ * Types whose btree equality is equality of binary images; text only under
+ * a deterministic collation.
+ */
+static bool
+type_image_eq(Oid typid, Oid collation)
+{
+	switch (typid)
+	{
+		case BOOLOID:
+		case CHAROID:
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case UUIDOID:
+		case BYTEAOID:
+			return true;
+		case TEXTOID:
+		case VARCHAROID:
+			return OidIsValid(collation) && get_collation_isdeterministic(collation);
+		default:
+			return false;
+	}
+}
+
 void
 cdp_typeinfo_init(CdpTypeInfo *ti, Oid typid, Oid collation)
 {
@@ -62,6 +91,7 @@ cdp_typeinfo_init(CdpTypeInfo *ti, Oid typid, Oid collation)
 	ti->typalign = tc->typalign;
 	ti->cmp = &tc->cmp_proc_finfo;
 	ti->hash = OidIsValid(tc->hash_proc) ? &tc->hash_proc_finfo : NULL;
+	ti->image_eq = type_image_eq(typid, collation);
 }
 
 /* Type information of argument argno, looked up once per query. */
@@ -78,6 +108,34 @@ arg_typeinfo(FunctionCallInfo fcinfo, int argno)
 		fcinfo->flinfo->fn_extra = ti;
 	}
 	return ti;
+}
+
+/*
+ * The type information of a serialized state, kept in fn_extra for as long
+ * as the query: states refer to it.  The catalog checks run once per type.
+ */
+static const CdpTypeInfo *
+read_typeinfo_cached(FunctionCallInfo fcinfo, CdpReader *r)
+{
+	CdpTypeInfo *c = (CdpTypeInfo *) fcinfo->flinfo->fn_extra;
+	int			start = r->pos;
+	Oid			typid;
+	Oid			collation;
+	int16		typlen;
+	bool		typbyval;
+
+	memcpy(&typid, cdp_read_bytes(r, sizeof(Oid)), sizeof(Oid));
+	memcpy(&collation, cdp_read_bytes(r, sizeof(Oid)), sizeof(Oid));
+	memcpy(&typlen, cdp_read_bytes(r, sizeof(int16)), sizeof(int16));
+	typbyval = cdp_read_uint8(r) != 0;
+	if (c != NULL && c->typid == typid && c->collation == collation &&
+		c->typlen == typlen && c->typbyval == typbyval)
+		return c;
+	r->pos = start;
+	c = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(CdpTypeInfo));
+	cdp_read_typeinfo(r, c);
+	fcinfo->flinfo->fn_extra = c;
+	return c;
 }
 
 int
@@ -669,15 +727,55 @@ cdp_freq_read(CdpReader *r, MemoryContext cxt, const CdpTypeInfo *ti)
 #define PICK_EARLIEST	2
 #define PICK_PRIORITY	3
 
+/*
+ * One allocation per group: this header and, for a by-reference type, the
+ * winner's image right after it (a larger state is allocated when a
+ * winner does not fit).
+ */
 typedef struct PickState
 {
-	CdpTypeInfo ti;
-	uint8		kind;
-	bool		has;
+	const CdpTypeInfo *ti;		/* lives as long as the query */
 	TimestampTz at;
 	int64		priority;
-	Datum		value;
+	Datum		value;			/* by value only, see pick_value */
+	uint32		room;			/* bytes for the image */
+	uint8		kind;
+	bool		has;
 } PickState;
+
+#define PICK_HDRSZ MAXALIGN(sizeof(PickState))
+
+static inline Datum
+pick_value(PickState *s)
+{
+	return s->ti->typbyval ? s->value : PointerGetDatum((char *) s + PICK_HDRSZ);
+}
+
+/* Bytes of a value's image as the state keeps it (4-byte varlena header). */
+static inline uint32
+image_size(const CdpTypeInfo *ti, Datum value)
+{
+	if (ti->typbyval)
+		return 0;
+	if (ti->typlen > 0)
+		return ti->typlen;
+	if (ti->typlen == -1)
+		return VARSIZE_ANY_EXHDR(DatumGetPointer(value)) + VARHDRSZ;
+	return strlen(DatumGetCString(value)) + 1;
+}
+
+/* Copy a value's (detoasted) image to dst, len bytes (see image_size). */
+static inline void
+image_write(const CdpTypeInfo *ti, Datum value, char *dst, uint32 len)
+{
+	if (ti->typlen == -1)
+	{
+		SET_VARSIZE(dst, len);
+		memcpy(VARDATA(dst), VARDATA_ANY(DatumGetPointer(value)), len - VARHDRSZ);
+	}
+	else
+		memcpy(dst, DatumGetPointer(value), len);
+}
 
 static MemoryContext
 agg_context(FunctionCallInfo fcinfo, const char *name)
@@ -692,12 +790,20 @@ agg_context(FunctionCallInfo fcinfo, const char *name)
 }
 
 static PickState *
-pick_new(MemoryContext cxt, const CdpTypeInfo *ti, uint8 kind)
+pick_new(MemoryContext cxt, const CdpTypeInfo *ti, uint8 kind, uint32 room)
 {
-	PickState  *s = MemoryContextAllocZero(cxt, sizeof(PickState));
+	Size		size = pg_nextpower2_64(PICK_HDRSZ + (Size) room);
+	PickState  *s;
 
-	s->ti = *ti;
+	if (size > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("aggregate state of %zu bytes is too large", size)));
+	s = MemoryContextAlloc(cxt, size);
+	memset(s, 0, PICK_HDRSZ);
+	s->ti = ti;
 	s->kind = kind;
+	s->room = size - PICK_HDRSZ;
 	return s;
 }
 
@@ -713,28 +819,40 @@ pick_beats(PickState *s, int64 priority, TimestampTz at, Datum value)
 		return priority > s->priority;
 	if (at != s->at)
 		return s->kind == PICK_EARLIEST ? at < s->at : at > s->at;
-	c = cdp_value_cmp(&s->ti, value, s->value);
+	c = cdp_value_cmp(s->ti, value, pick_value(s));
 	if (c != 0)
 		return c < 0;
-	return cdp_image_cmp(&s->ti, value_detoast(&s->ti, value), s->value) < 0;
+	return cdp_image_cmp(s->ti, value_detoast(s->ti, value), pick_value(s)) < 0;
 }
 
-static void
+/* Offer a row; the state may move to a larger allocation. */
+static PickState *
 pick_offer(PickState *s, MemoryContext cxt, int64 priority, TimestampTz at,
 		   Datum value)
 {
-	if (pick_beats(s, priority, at, value))
+	if (!pick_beats(s, priority, at, value))
+		return s;
+	if (s->ti->typbyval)
+		s->value = value;
+	else
 	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
+		uint32		len;
 
-		if (s->has)
-			value_free(&s->ti, s->value);
-		s->value = cdp_value_copy(&s->ti, value);
-		MemoryContextSwitchTo(old);
-		s->at = at;
-		s->priority = priority;
-		s->has = true;
+		value = value_detoast(s->ti, value);
+		len = image_size(s->ti, value);
+		if (len > s->room)
+		{
+			PickState  *n = pick_new(cxt, s->ti, s->kind, len);
+
+			pfree(s);
+			s = n;
+		}
+		image_write(s->ti, value, (char *) s + PICK_HDRSZ, len);
 	}
+	s->at = at;
+	s->priority = priority;
+	s->has = true;
+	return s;
 }
 
 static Datum
@@ -746,12 +864,12 @@ pick_trans(FunctionCallInfo fcinfo, uint8 kind, const char *name)
 	int64		priority = 0;
 
 	if (s == NULL)
-		s = pick_new(cxt, arg_typeinfo(fcinfo, 1), kind);
+		s = pick_new(cxt, arg_typeinfo(fcinfo, 1), kind, 0);
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(at_arg))
 		PG_RETURN_POINTER(s);
 	if (kind == PICK_PRIORITY)
 		priority = PG_ARGISNULL(2) ? CDP_PRIORITY_NULL : PG_GETARG_INT32(2);
-	pick_offer(s, cxt, priority, PG_GETARG_TIMESTAMPTZ(at_arg), PG_GETARG_DATUM(1));
+	s = pick_offer(s, cxt, priority, PG_GETARG_TIMESTAMPTZ(at_arg), PG_GETARG_DATUM(1));
 	PG_RETURN_POINTER(s);
 }
 
@@ -795,9 +913,9 @@ cdp_pick_combine(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(a);
 	}
 	if (a == NULL)
-		a = pick_new(cxt, &b->ti, b->kind);
+		a = pick_new(cxt, b->ti, b->kind, 0);
 	if (b->has)
-		pick_offer(a, cxt, b->priority, b->at, b->value);
+		a = pick_offer(a, cxt, b->priority, b->at, pick_value(b));
 	PG_RETURN_POINTER(a);
 }
 
@@ -815,12 +933,12 @@ cdp_pick_serialize(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&buf, CDP_MERGE_STATE_VERSION);
 	appendStringInfoChar(&buf, s->kind);
 	appendStringInfoChar(&buf, s->has ? 1 : 0);
-	cdp_write_typeinfo(&buf, &s->ti);
+	cdp_write_typeinfo(&buf, s->ti);
 	if (s->has)
 	{
 		cdp_write_bytes(&buf, &s->at, sizeof(int64));
 		cdp_write_bytes(&buf, &s->priority, sizeof(int64));
-		cdp_write_value(&buf, &s->ti, s->value);
+		cdp_write_value(&buf, s->ti, pick_value(s));
 	}
 	SET_VARSIZE(buf.data, buf.len);
 	PG_RETURN_BYTEA_P((bytea *) buf.data);
@@ -835,7 +953,7 @@ cdp_pick_deserialize(PG_FUNCTION_ARGS)
 	CdpReader	r;
 	PickState  *s;
 	uint8		kind;
-	CdpTypeInfo ti;
+	const CdpTypeInfo *ti;
 	bool		has;
 
 	agg_context(fcinfo, "cdp_pick_deserialize");
@@ -844,14 +962,16 @@ cdp_pick_deserialize(PG_FUNCTION_ARGS)
 	if (kind < PICK_LATEST || kind > PICK_PRIORITY)
 		cdp_state_corrupted("Unknown aggregate kind.");
 	has = cdp_read_uint8(&r) != 0;
-	cdp_read_typeinfo(&r, &ti);
-	s = pick_new(CurrentMemoryContext, &ti, kind);
+	ti = read_typeinfo_cached(fcinfo, &r);
+	s = pick_new(CurrentMemoryContext, ti, kind, 0);
 	if (has)
 	{
-		s->at = cdp_read_int64(&r);
-		s->priority = cdp_read_int64(&r);
-		s->value = cdp_read_value(&r, &ti);
-		s->has = true;
+		TimestampTz at = cdp_read_int64(&r);
+		int64		priority = cdp_read_int64(&r);
+		Datum		v = cdp_read_value(&r, ti);
+
+		s = pick_offer(s, CurrentMemoryContext, priority, at, v);
+		value_free(ti, v);
 	}
 	cdp_reader_end(&r);
 	PG_RETURN_POINTER(s);
@@ -867,7 +987,7 @@ cdp_pick_final(PG_FUNCTION_ARGS)
 	agg_context(fcinfo, "cdp_pick_final");
 	if (s == NULL || !s->has)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(s->value);
+	PG_RETURN_DATUM(pick_value(s));
 }
 
 /*
@@ -879,32 +999,188 @@ cdp_pick_final(PG_FUNCTION_ARGS)
 #define FREQ_UNIQUE		3
 #define FREQ_UNIQUE_AT	4
 
-typedef struct FreqAggState
-{
-	uint8		kind;
-	int32		max_values;		/* unique_values only */
-	CdpFreqTable *ft;
-} FreqAggState;
-
 #define FREQ_BY_RECENCY(k) ((k) == FREQ_MOST_AT || (k) == FREQ_UNIQUE_AT)
 #define FREQ_IS_UNIQUE(k) ((k) == FREQ_UNIQUE || (k) == FREQ_UNIQUE_AT)
+
+/*
+ * Most groups see a handful of distinct values.  They are kept in the state
+ * itself, one allocation: the header, an array of items growing up, and
+ * the images of by-reference values growing down from the end (offsets
+ * count from the end, so that a larger allocation can take them over
+ * unchanged).  A value is looked up by comparing images where equal images
+ * are exactly equal values (CdpTypeInfo.image_eq), else by btree equality.  Past
+ * FREQ_SMALL_MAX distinct values they move to a CdpFreqTable.
+ */
+#define FREQ_SMALL_MAX	8
+
+typedef struct FreqSmallItem
+{
+	Datum		value;			/* by value: the value; else its image's offset */
+	int64		count;
+	TimestampTz at;
+} FreqSmallItem;
+
+typedef struct FreqAggState
+{
+	const CdpTypeInfo *ti;		/* lives as long as the query */
+	CdpFreqTable *ft;			/* NULL while values are kept inline */
+	int32		max_values;		/* unique_values only */
+	uint32		size;			/* bytes allocated */
+	uint32		upper;			/* start of the images */
+	uint8		kind;
+	uint8		nitems;
+	FreqSmallItem items[FLEXIBLE_ARRAY_MEMBER];
+} FreqAggState;
+
+#define FREQ_LOWER(s) \
+	((uint32) (offsetof(FreqAggState, items) + (s)->nitems * sizeof(FreqSmallItem)))
 
 static FreqAggState *
 freq_agg_new(MemoryContext cxt, const CdpTypeInfo *ti, uint8 kind, int32 max_values)
 {
-	FreqAggState *s = MemoryContextAllocZero(cxt, sizeof(FreqAggState));
+	FreqAggState *s = MemoryContextAlloc(cxt, 128);
 
-	s->kind = kind;
+	s->ti = ti;
+	s->ft = NULL;
 	s->max_values = max_values;
-	s->ft = cdp_freq_create(cxt, ti);
+	s->size = 128;
+	s->upper = 128;
+	s->kind = kind;
+	s->nitems = 0;
 	return s;
+}
+
+static inline Datum
+small_value(FreqAggState *s, FreqSmallItem *it)
+{
+	if (s->ti->typbyval)
+		return it->value;
+	return PointerGetDatum((char *) s + s->size - DatumGetUInt32(it->value));
+}
+
+/* Copy a value's image into the state, which has room; its offset. */
+static uint32
+image_put(FreqAggState *s, Datum value, uint32 len)
+{
+	char	   *dst;
+
+	s->upper = TYPEALIGN_DOWN(MAXIMUM_ALIGNOF, s->upper - len);
+	dst = (char *) s + s->upper;
+	image_write(s->ti, value, dst, len);
+	return s->size - s->upper;
+}
+
+/* The state with room for `need` more bytes; it may have moved. */
+static FreqAggState *
+freq_reserve(FreqAggState *s, uint32 need)
+{
+	Size		size;
+	uint32		tail;
+
+	if (s->upper - FREQ_LOWER(s) >= need)
+		return s;
+	size = pg_nextpower2_64((Size) s->size + need);
+	if (size > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("aggregate state of %zu bytes is too large", size)));
+	tail = s->size - s->upper;
+	s = repalloc(s, size);
+	memmove((char *) s + size - tail, (char *) s + s->upper, tail);
+	s->upper = size - tail;
+	s->size = size;
+	return s;
+}
+
+/* Move the inline values to a CdpFreqTable. */
+static void
+freq_to_table(FreqAggState *s)
+{
+	s->ft = cdp_freq_create(GetMemoryChunkContext(s), s->ti);
+	for (int i = 0; i < s->nitems; i++)
+		cdp_freq_add(s->ft, small_value(s, &s->items[i]), s->items[i].count,
+					 s->items[i].at);
+	s->nitems = 0;
+	s->upper = s->size;
+}
+
+/* Count a value (count times, latest at); the state may move. */
+static FreqAggState *
+freq_agg_add(FreqAggState *s, Datum value, int64 count, TimestampTz at)
+{
+	const CdpTypeInfo *ti = s->ti;
+	FreqSmallItem *it;
+	uint32		len;
+
+	if (s->ft != NULL)
+	{
+		cdp_freq_add(s->ft, value, count, at);
+		return s;
+	}
+	value = value_detoast(ti, value);
+	for (int i = 0; i < s->nitems; i++)
+	{
+		Datum		cur;
+
+		it = &s->items[i];
+		cur = small_value(s, it);
+		if (!image_equal(ti, value, cur) &&
+			(ti->image_eq || cdp_value_cmp(ti, value, cur) != 0))
+			continue;
+		it->count += count;
+		if (at > it->at)
+			it->at = at;
+		/* equal values of different images: keep the smallest image */
+		if (!ti->image_eq && !ti->typbyval && cdp_image_cmp(ti, value, cur) < 0)
+		{
+			len = image_size(ti, value);
+			s = freq_reserve(s, len + MAXIMUM_ALIGNOF);
+			it = &s->items[i];
+			it->value = UInt32GetDatum(image_put(s, value, len));
+		}
+		else if (!ti->image_eq && ti->typbyval && cdp_image_cmp(ti, value, cur) < 0)
+			it->value = value;
+		return s;
+	}
+	if (s->nitems == FREQ_SMALL_MAX)
+	{
+		freq_to_table(s);
+		cdp_freq_add(s->ft, value, count, at);
+		return s;
+	}
+	len = image_size(ti, value);
+	s = freq_reserve(s, sizeof(FreqSmallItem) + len + MAXIMUM_ALIGNOF);
+	it = &s->items[s->nitems++];
+	it->value = ti->typbyval ? value : UInt32GetDatum(image_put(s, value, len));
+	it->count = count;
+	it->at = at;
+	return s;
+}
+
+/* The distinct values in CurrentMemoryContext (values point into s). */
+static CdpFreqItem *
+freq_agg_items(FreqAggState *s, int *n)
+{
+	CdpFreqItem *items;
+
+	if (s->ft != NULL)
+		return cdp_freq_entries(s->ft, n);
+	items = palloc(sizeof(CdpFreqItem) * Max(s->nitems, 1));
+	for (int i = 0; i < s->nitems; i++)
+	{
+		items[i].value = small_value(s, &s->items[i]);
+		items[i].count = s->items[i].count;
+		items[i].at = s->items[i].at;
+	}
+	*n = s->nitems;
+	return items;
 }
 
 /* unique_values keeps at most twice its cap between prunings */
 static inline void
 freq_agg_prune(FreqAggState *s)
 {
-	if (FREQ_IS_UNIQUE(s->kind) &&
+	if (FREQ_IS_UNIQUE(s->kind) && s->ft != NULL &&
 		cdp_freq_size(s->ft) > (uint32) s->max_values * 2 + 64)
 		cdp_freq_keep(s->ft, s->max_values, FREQ_BY_RECENCY(s->kind));
 }
@@ -946,7 +1222,7 @@ freq_trans(FunctionCallInfo fcinfo, uint8 kind, const char *name)
 				 errhint("Pass the same max_values for every row.")));
 	if (with_at)
 		at = PG_GETARG_TIMESTAMPTZ(2);
-	cdp_freq_add(s->ft, PG_GETARG_DATUM(1), 1, at);
+	s = freq_agg_add(s, PG_GETARG_DATUM(1), 1, at);
 	freq_agg_prune(s);
 	PG_RETURN_POINTER(s);
 }
@@ -999,14 +1275,24 @@ cdp_freq_combine(PG_FUNCTION_ARGS)
 		PG_RETURN_POINTER(a);
 	}
 	if (a == NULL)
-		a = freq_agg_new(cxt, &b->ft->ti, b->kind, b->max_values);
+		a = freq_agg_new(cxt, b->ti, b->kind, b->max_values);
 	else if (a->max_values != b->max_values)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_values of cdp.unique_values changed within a group from %d to %d",
 						a->max_values, b->max_values),
 				 errhint("Pass the same max_values for every row.")));
-	cdp_freq_merge(a->ft, b->ft);
+	if (a->ft != NULL && b->ft != NULL)
+		cdp_freq_merge(a->ft, b->ft);
+	else
+	{
+		CdpFreqItem *items;
+		int			n;
+
+		items = freq_agg_items(b, &n);
+		for (int i = 0; i < n; i++)
+			a = freq_agg_add(a, items[i].value, items[i].count, items[i].at);
+	}
 	freq_agg_prune(a);
 	PG_RETURN_POINTER(a);
 }
@@ -1025,8 +1311,22 @@ cdp_freq_serialize(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&buf, CDP_MERGE_STATE_VERSION);
 	appendStringInfoChar(&buf, s->kind);
 	cdp_write_bytes(&buf, &s->max_values, sizeof(int32));
-	cdp_write_typeinfo(&buf, &s->ft->ti);
-	cdp_freq_write(&buf, s->ft);
+	cdp_write_typeinfo(&buf, s->ti);
+	if (s->ft != NULL)
+		cdp_freq_write(&buf, s->ft);
+	else
+	{
+		/* the same format as cdp_freq_write */
+		int32		n = s->nitems;
+
+		cdp_write_bytes(&buf, &n, sizeof(int32));
+		for (int i = 0; i < n; i++)
+		{
+			cdp_write_bytes(&buf, &s->items[i].count, sizeof(int64));
+			cdp_write_bytes(&buf, &s->items[i].at, sizeof(int64));
+			cdp_write_value(&buf, s->ti, small_value(s, &s->items[i]));
+		}
+	}
 	SET_VARSIZE(buf.data, buf.len);
 	PG_RETURN_BYTEA_P((bytea *) buf.data);
 }
@@ -1039,19 +1339,36 @@ cdp_freq_deserialize(PG_FUNCTION_ARGS)
 	bytea	   *b = PG_GETARG_BYTEA_PP(0);
 	CdpReader	r;
 	FreqAggState *s;
-	CdpTypeInfo ti;
+	const CdpTypeInfo *ti;
+	uint8		kind;
+	int32		max_values;
+	int32		n;
 
 	agg_context(fcinfo, "cdp_freq_deserialize");
 	cdp_reader_init(&r, b);
-	s = palloc0(sizeof(FreqAggState));
-	s->kind = cdp_read_uint8(&r);
-	if (s->kind < FREQ_MOST || s->kind > FREQ_UNIQUE_AT)
+	kind = cdp_read_uint8(&r);
+	if (kind < FREQ_MOST || kind > FREQ_UNIQUE_AT)
 		cdp_state_corrupted("Unknown aggregate kind.");
-	s->max_values = cdp_read_int32(&r);
-	if (FREQ_IS_UNIQUE(s->kind) ? s->max_values < 1 : s->max_values != 0)
+	max_values = cdp_read_int32(&r);
+	if (FREQ_IS_UNIQUE(kind) ? max_values < 1 : max_values != 0)
 		cdp_state_corrupted("Invalid max_values.");
-	cdp_read_typeinfo(&r, &ti);
-	s->ft = cdp_freq_read(&r, CurrentMemoryContext, &ti);
+	ti = read_typeinfo_cached(fcinfo, &r);
+	s = freq_agg_new(CurrentMemoryContext, ti, kind, max_values);
+	n = cdp_read_int32(&r);
+	/* every entry takes at least 17 bytes */
+	if (n < 0 || n > (r.len - r.pos) / 17)
+		cdp_state_corrupted("The number of distinct values does not fit the state.");
+	for (int i = 0; i < n; i++)
+	{
+		int64		count = cdp_read_int64(&r);
+		TimestampTz at = cdp_read_int64(&r);
+		Datum		v = cdp_read_value(&r, ti);
+
+		if (count < 1)
+			cdp_state_corrupted("A value has a count below one.");
+		s = freq_agg_add(s, v, count, at);
+		value_free(ti, v);
+	}
 	cdp_reader_end(&r);
 	PG_RETURN_POINTER(s);
 }
@@ -1068,10 +1385,10 @@ cdp_most_frequent_final(PG_FUNCTION_ARGS)
 	agg_context(fcinfo, "cdp_most_frequent_final");
 	if (s == NULL)
 		PG_RETURN_NULL();
-	items = cdp_freq_entries(s->ft, &n);
+	items = freq_agg_items(s, &n);
 	if (n == 0)
 		PG_RETURN_NULL();
-	PG_RETURN_DATUM(items[cdp_freq_best(items, n, &s->ft->ti,
+	PG_RETURN_DATUM(items[cdp_freq_best(items, n, s->ti,
 										FREQ_BY_RECENCY(s->kind))].value);
 }
 
@@ -1089,8 +1406,8 @@ cdp_unique_values_final(PG_FUNCTION_ARGS)
 	agg_context(fcinfo, "cdp_unique_values_final");
 	if (s == NULL)
 		PG_RETURN_NULL();
-	ti = &s->ft->ti;
-	items = cdp_freq_entries(s->ft, &n);
+	ti = s->ti;
+	items = freq_agg_items(s, &n);
 	if (n == 0)
 		PG_RETURN_NULL();
 	cdp_freq_sort(items, n, ti, FREQ_BY_RECENCY(s->kind));

@@ -31,6 +31,7 @@ typedef struct CdpTypeInfo
 	char		typalign;
 	FmgrInfo   *cmp;			/* default btree comparison (typcache) */
 	FmgrInfo   *hash;			/* default hash function, or NULL */
+	bool		image_eq;		/* equal values have equal binary images */
 } CdpTypeInfo;
 
 /* Cursor over a serialized state; every read checks the bytes left. */

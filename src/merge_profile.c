@@ -103,6 +103,13 @@ key_equal(KeyStr a, KeyStr b)
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
+/* An interned attribute name, NUL-terminated, its length in front. */
+typedef struct MergeKey
+{
+	int32		len;
+	char		name[FLEXIBLE_ARRAY_MEMBER];
+} MergeKey;
+
 /*
  * Per-query cache in fn_extra of every support function: the rules as last
  * seen, parsed; the interned attribute names; jsonb's type information.
@@ -116,50 +123,82 @@ typedef struct MergeCache
 	MergeRule  *rules;			/* in jsonb key order (length, then bytes) */
 	CdpTypeInfo jsonb_ti;
 	MemoryContext mcxt;
-	keyh_hash  *keys;
+	keyh_hash  *keys;			/* name -> key id */
+	const MergeKey **names;		/* key id -> name */
+	int			nnames;
+	int			maxnames;
 } MergeCache;
 
-/* Lineage of one attribute, kept only by merge_profile_lineage. */
-typedef struct MergeLineage
-{
-	TimestampTz first_at;
-	TimestampTz last_at;
-	char	   *source;			/* label of the winner, NULL when none */
-	int32		srclen;
-	int32		srccap;
-} MergeLineage;
-
 /*
- * What one group knows about one attribute: 48 bytes, kept in an array,
- * plus the strategy's payload.  Millions of groups are held at once by a
- * hash aggregate, so this stays small.
+ * What one group knows about one attribute: a 24-byte slot.  A winner's
+ * value, a sum and a source label live in the group's arena (MergeState);
+ * a value table (most_frequent, union) is allocated on its own.
  */
 typedef struct MergeAttr
 {
-	const char *key;			/* interned */
-	void	   *data;			/* Jsonb winner, Numeric sum, CdpFreqTable */
-	TimestampTz at;
-	int64		nobs;			/* observations that contributed */
-	int32		keylen;
-	int32		valcap;			/* bytes allocated for a winner value */
+	TimestampTz at;				/* the winner's */
+	union
+	{
+		struct
+		{
+			uint32		entry;	/* JEntry type bits and length of the value */
+			uint32		off;	/* its bytes, counted from the arena's end */
+		}			v;
+		CdpFreqTable *ft;		/* most_frequent, union */
+		int64		count;		/* count */
+	}			u;
 	int32		priority;
+	uint16		key;			/* key id in the state's MergeCache */
 	uint8		strategy;
-	bool		has;			/* data holds a winner or a sum */
-	bool		prio_null;		/* the winner's priority was NULL */
+	bool		seen:1;			/* an observation contributed */
+	bool		has:1;			/* a winner or a sum is stored */
+	bool		prio_null:1;	/* the winner's priority was NULL */
 } MergeAttr;
+
+StaticAssertDecl(sizeof(MergeAttr) == 24, "MergeAttr is meant to take 24 bytes");
+
+/* merge_profile_lineage's slot: the attribute and where its value came from */
+typedef struct MergeAttrLin
+{
+	MergeAttr	a;
+	int64		nobs;			/* observations that contributed */
+	TimestampTz first_at;
+	TimestampTz last_at;
+	uint32		srcoff;			/* the winner's source label in the arena */
+	int32		srclen;			/* -1 when none */
+} MergeAttrLin;
 
 #define MERGE_LINEAR_MAX 12
 
+/*
+ * A group's state is one allocation: this header, the attribute slots
+ * growing up from it, and the bytes of values, sums and source labels
+ * growing down from the end, int-aligned like jsonb's own numerics and
+ * containers.  Byte offsets count from the end, so that the value area can
+ * move when the state is repacked into a larger allocation.  A replaced
+ * value that does not fit in place leaves a hole, reclaimed by the next
+ * repack.  A hash aggregate holds millions of groups at once: one
+ * allocation of a few hundred bytes each, rather than one per value, keeps
+ * it small and avoids palloc churn.
+ */
 typedef struct MergeState
 {
-	MemoryContext cxt;
-	int32		nattrs;
-	int32		maxattrs;
-	bool		lineage;
-	MergeAttr  *attrs;
-	MergeLineage *lins;			/* parallel to attrs, lineage only */
+	MergeCache *dict;			/* names of the key ids, lives for the query */
 	keyh_hash  *index;			/* NULL while nattrs <= MERGE_LINEAR_MAX */
+	int32		nattrs;
+	uint32		size;			/* bytes allocated, header included */
+	uint32		upper;			/* start of the byte area */
+	bool		lineage;
 } MergeState;
+
+#define MERGE_HDRSZ MAXALIGN(sizeof(MergeState))
+#define MERGE_STRIDE(s) \
+	((s)->lineage ? sizeof(MergeAttrLin) : sizeof(MergeAttr))
+#define MERGE_SLOT(s, i) \
+	((MergeAttr *) ((char *) (s) + MERGE_HDRSZ + (Size) (i) * MERGE_STRIDE(s)))
+#define MERGE_LIN(s, i) ((MergeAttrLin *) MERGE_SLOT(s, i))
+#define MERGE_LOWER(s) (MERGE_HDRSZ + (uint32) ((s)->nattrs * MERGE_STRIDE(s)))
+#define MERGE_BYTES(s, off) ((char *) (s) + (s)->size - (off))
 
 static MemoryContext
 merge_agg_context(FunctionCallInfo fcinfo)
@@ -310,25 +349,50 @@ get_rules(FunctionCallInfo fcinfo, int rules_arg)
 	return c;
 }
 
-/* A copy of an attribute name that lives as long as the query. */
-static const char *
+/*
+ * The id of an attribute name, which is copied once per query: states keep
+ * 2-byte ids, names are looked up in the cache the state refers to.
+ */
+static uint16
 key_intern(MergeCache *c, const char *s, int len)
 {
 	KeyStr		k = {s, len};
 	KeyEntry   *e;
 	bool		found;
+	MergeKey   *mk;
 
 	e = keyh_insert(c->keys, k, &found);
-	if (!found)
+	if (found)
+		return (uint16) e->idx;
+	if (c->nnames > PG_UINT16_MAX)
 	{
-		char	   *copy = MemoryContextAlloc(c->mcxt, len + 1);
-
-		memcpy(copy, s, len);
-		copy[len] = '\0';
-		e->k.s = copy;
+		keyh_delete_item(c->keys, e);
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("more than %d distinct attribute names in one cdp.merge_profile",
+						PG_UINT16_MAX + 1),
+				 errdetail("Attribute name \"%s\" would be number %d; states keep names as 2-byte ids.",
+						   pnstrdup(s, len), c->nnames + 1),
+				 errhint("Merge fewer distinct top-level keys in one query.")));
 	}
-	return e->k.s;
+	if (c->nnames == c->maxnames)
+	{
+		c->maxnames = Max(c->maxnames * 2, 32);
+		c->names = c->names == NULL ?
+			MemoryContextAlloc(c->mcxt, sizeof(MergeKey *) * c->maxnames) :
+			repalloc(c->names, sizeof(MergeKey *) * c->maxnames);
+	}
+	mk = MemoryContextAlloc(c->mcxt, offsetof(MergeKey, name) + len + 1);
+	mk->len = len;
+	memcpy(mk->name, s, len);
+	mk->name[len] = '\0';
+	e->k.s = mk->name;
+	e->idx = c->nnames;
+	c->names[c->nnames] = mk;
+	return (uint16) c->nnames++;
 }
+
+#define attr_key(s, a) ((s)->dict->names[(a)->key])
 
 static uint8
 rule_strategy(MergeCache *c, const char *key, int keylen)
@@ -413,300 +477,6 @@ jsonb_view(Jsonb *jb, JsonbValue *v)
 	}
 }
 
-/*
- * Attributes
- */
-
-/* Room for at least n attributes that fills a power-of-2 allocation. */
-static int32
-attrs_capacity(int32 n)
-{
-	Size		size = 128;
-
-	while (size / sizeof(MergeAttr) < (Size) n)
-		size *= 2;
-	return size / sizeof(MergeAttr);
-}
-
-static MergeState *
-merge_new(MemoryContext cxt, bool lineage, int32 nattrs_hint)
-{
-	MergeState *s = MemoryContextAllocZero(cxt, sizeof(MergeState));
-
-	s->cxt = cxt;
-	s->lineage = lineage;
-	s->maxattrs = attrs_capacity(Max(nattrs_hint, 1));
-	s->attrs = MemoryContextAlloc(cxt, sizeof(MergeAttr) * s->maxattrs);
-	if (lineage)
-		s->lins = MemoryContextAlloc(cxt, sizeof(MergeLineage) * s->maxattrs);
-	return s;
-}
-
-static inline MergeLineage *
-attr_lin(MergeState *s, MergeAttr *a)
-{
-	return s->lins ? &s->lins[a - s->attrs] : NULL;
-}
-
-static inline int64
-attr_priority(MergeAttr *a)
-{
-	return a->prio_null ? CDP_PRIORITY_NULL : a->priority;
-}
-
-static MergeAttr *
-attr_find(MergeState *s, const char *key, int keylen)
-{
-	if (s->index != NULL)
-	{
-		KeyStr		k = {key, keylen};
-		KeyEntry   *e = keyh_lookup(s->index, k);
-
-		return e ? &s->attrs[e->idx] : NULL;
-	}
-	for (int i = 0; i < s->nattrs; i++)
-	{
-		MergeAttr  *a = &s->attrs[i];
-
-		if (a->keylen == keylen &&
-			(a->key == key || memcmp(a->key, key, keylen) == 0))
-			return a;
-	}
-	return NULL;
-}
-
-/* A new attribute; key must be interned. */
-static MergeAttr *
-attr_add(MergeState *s, const char *key, int keylen, uint8 strategy,
-		 const CdpTypeInfo *jsonb_ti)
-{
-	MergeAttr  *a;
-	bool		found;
-
-	if (s->nattrs == s->maxattrs)
-	{
-		s->maxattrs = attrs_capacity(s->nattrs + 1);
-		s->attrs = repalloc(s->attrs, sizeof(MergeAttr) * s->maxattrs);
-		if (s->lins)
-			s->lins = repalloc(s->lins, sizeof(MergeLineage) * s->maxattrs);
-	}
-	a = &s->attrs[s->nattrs++];
-	memset(a, 0, sizeof(MergeAttr));
-	a->key = key;
-	a->keylen = keylen;
-	a->strategy = strategy;
-	if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
-		a->data = cdp_freq_create(s->cxt, jsonb_ti);
-	if (s->lins)
-	{
-		MergeLineage *lin = attr_lin(s, a);
-
-		memset(lin, 0, sizeof(MergeLineage));
-		lin->first_at = DT_NOEND;
-		lin->last_at = DT_NOBEGIN;
-		lin->srclen = -1;
-	}
-	if (s->index == NULL && s->nattrs > MERGE_LINEAR_MAX)
-	{
-		s->index = keyh_create(s->cxt, s->nattrs * 2, NULL);
-		for (int i = 0; i < s->nattrs; i++)
-		{
-			KeyStr		k = {s->attrs[i].key, s->attrs[i].keylen};
-
-			keyh_insert(s->index, k, &found)->idx = i;
-		}
-	}
-	else if (s->index != NULL)
-	{
-		KeyStr		k = {key, keylen};
-
-		keyh_insert(s->index, k, &found)->idx = s->nattrs - 1;
-	}
-	return a;
-}
-
-static inline Jsonb *
-attr_value(MergeAttr *a)
-{
-	return (Jsonb *) a->data;
-}
-
-static void
-attr_store_winner(MergeState *s, MergeAttr *a, Jsonb *value, TimestampTz at,
-				  int64 priority, const char *src, int srclen)
-{
-	Size		size = VARSIZE(value);
-
-	if (size > a->valcap)
-	{
-		/* the allocator rounds up to a power of 2 anyway: use it all */
-		if (a->data)
-			pfree(a->data);
-		a->valcap = pg_nextpower2_32(Max(size, 16));
-		a->data = MemoryContextAlloc(s->cxt, a->valcap);
-	}
-	memcpy(a->data, value, size);
-	a->at = at;
-	a->prio_null = priority == CDP_PRIORITY_NULL;
-	a->priority = a->prio_null ? 0 : (int32) priority;
-	a->has = true;
-	if (s->lins != NULL)
-	{
-		MergeLineage *lin = attr_lin(s, a);
-
-		if (src == NULL)
-			lin->srclen = -1;
-		else
-		{
-			if (srclen > lin->srccap)
-			{
-				if (lin->source)
-					pfree(lin->source);
-				lin->srccap = Max(srclen, 16);
-				lin->source = MemoryContextAlloc(s->cxt, lin->srccap);
-			}
-			memcpy(lin->source, src, srclen);
-			lin->srclen = srclen;
-		}
-	}
-}
-
-static int
-jsonb_image_cmp(Jsonb *a, Jsonb *b)
-{
-	Size		la = VARSIZE(a);
-	Size		lb = VARSIZE(b);
-	int			c = memcmp(a, b, Min(la, lb));
-
-	if (c != 0)
-		return c;
-	return la == lb ? 0 : (la < lb ? -1 : 1);
-}
-
-/* Does an observation beat the attribute's current winner? */
-static bool
-attr_beats(MergeAttr *a, MergeLineage *lin, JsonbValue *v, TimestampTz at,
-		   int64 priority, const char *src, int srclen)
-{
-	JsonbValue	cur;
-	int			c;
-
-	if (!a->has)
-		return true;
-	switch (a->strategy)
-	{
-		case MS_PRIORITY:
-			if (priority != attr_priority(a))
-				return priority > attr_priority(a);
-			/* FALLTHROUGH */
-		case MS_LATEST:
-			if (at != a->at)
-				return at > a->at;
-			break;
-		case MS_EARLIEST:
-			if (at != a->at)
-				return at < a->at;
-			break;
-	}
-	jsonb_view(attr_value(a), &cur);
-	c = jval_cmp(v, &cur);
-	if (a->strategy == MS_MAX || a->strategy == MS_MIN)
-	{
-		if (c != 0)
-			return a->strategy == MS_MAX ? c > 0 : c < 0;
-		/* equal values: the lineage shows the latest, highest source */
-		if (at != a->at)
-			return at > a->at;
-		if (priority != attr_priority(a))
-			return priority > attr_priority(a);
-	}
-	else if (c != 0)
-		return c < 0;
-	/* equal values that print differently (2 and 2.00): smallest image */
-	c = jsonb_image_cmp(JsonbValueToJsonb(v), attr_value(a));
-	if (c != 0)
-		return c < 0;
-	/* all else equal: the smallest source label, for a stable lineage */
-	if (src == NULL || lin == NULL || lin->srclen < 0)
-		return false;
-	c = memcmp(src, lin->source, Min(srclen, lin->srclen));
-	return c < 0 || (c == 0 && srclen < lin->srclen);
-}
-
-static void
-attr_add_sum(MergeState *s, MergeAttr *a, Numeric n)
-{
-	MemoryContext old = MemoryContextSwitchTo(s->cxt);
-	Numeric		prev = a->has ? (Numeric) a->data : NULL;
-
-	a->data = prev == NULL ? DatumGetNumericCopy(NumericGetDatum(n)) :
-		DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(prev),
-											NumericGetDatum(n)));
-	a->has = true;
-	MemoryContextSwitchTo(old);
-	if (prev)
-		pfree(prev);
-}
-
-static void
-attr_observe(MergeState *s, MergeAttr *a, JsonbValue *v, TimestampTz at,
-			 int64 priority, const char *src, int srclen, bool ignore_empty)
-{
-	switch (a->strategy)
-	{
-		case MS_LATEST:
-		case MS_EARLIEST:
-		case MS_PRIORITY:
-		case MS_MAX:
-		case MS_MIN:
-			if (attr_beats(a, attr_lin(s, a), v, at, priority, src, srclen))
-				attr_store_winner(s, a, JsonbValueToJsonb(v), at, priority,
-								  src, srclen);
-			break;
-		case MS_SUM:
-			if (v->type != jbvNumeric)
-				return;			/* only numbers add up */
-			attr_add_sum(s, a, v->val.numeric);
-			break;
-		case MS_COUNT:
-			break;
-		case MS_MOST_FREQUENT:
-			cdp_freq_add(a->data, JsonbPGetDatum(JsonbValueToJsonb(v)), 1, at);
-			break;
-		case MS_UNION:
-			if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
-			{
-				JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
-				JsonbValue	e;
-				JsonbIteratorToken tok;
-				bool		any = false;
-
-				while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
-				{
-					if (tok != WJB_ELEM || (ignore_empty && jval_is_empty(&e)))
-						continue;
-					cdp_freq_add(a->data, JsonbPGetDatum(JsonbValueToJsonb(&e)), 1, at);
-					any = true;
-				}
-				if (!any)
-					return;
-			}
-			else
-				cdp_freq_add(a->data, JsonbPGetDatum(JsonbValueToJsonb(v)), 1, at);
-			break;
-	}
-	a->nobs++;
-	if (s->lins)
-	{
-		MergeLineage *lin = attr_lin(s, a);
-
-		if (at < lin->first_at)
-			lin->first_at = at;
-		if (at > lin->last_at)
-			lin->last_at = at;
-	}
-}
-
 /* The value of a container child whose data is [offset, offset + len). */
 static inline void
 container_value(JEntry entry, char *base, uint32 offset, uint32 len,
@@ -740,6 +510,510 @@ container_value(JEntry entry, char *base, uint32 offset, uint32 len,
 }
 
 /*
+ * A value as it is kept in a state: a JEntry (type bits and length) and
+ * the bytes, which is how a container keeps its children.
+ */
+static void
+value_image(const JsonbValue *v, uint32 *entry, const char **p, uint32 *len)
+{
+	*p = NULL;
+	*len = 0;
+	switch (v->type)
+	{
+		case jbvNull:
+			*entry = JENTRY_ISNULL;
+			return;
+		case jbvBool:
+			*entry = v->val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
+			return;
+		case jbvString:
+			*p = v->val.string.val;
+			*len = v->val.string.len;
+			*entry = JENTRY_ISSTRING;
+			break;
+		case jbvNumeric:
+			*p = (const char *) v->val.numeric;
+			*len = VARSIZE_ANY(v->val.numeric);
+			*entry = JENTRY_ISNUMERIC;
+			break;
+		case jbvBinary:
+			*p = (const char *) v->val.binary.data;
+			*len = v->val.binary.len;
+			*entry = JENTRY_ISCONTAINER;
+			break;
+		default:
+			elog(ERROR, "unexpected jsonb value type %d in cdp.merge_profile",
+				 (int) v->type);
+	}
+	if (*len > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("jsonb value of %u bytes is too large for cdp.merge_profile",
+						*len),
+				 errdetail("A value may take at most %u bytes.", JENTRY_OFFLENMASK)));
+	*entry |= *len;
+}
+
+/*
+ * Group states
+ */
+
+static inline uint32
+state_room(MergeState *s)
+{
+	return s->upper - MERGE_LOWER(s);
+}
+
+static MergeState *
+merge_new(MemoryContext cxt, MergeCache *dict, bool lineage, int32 nattrs_hint,
+		  Size bytes_hint)
+{
+	uint16		stride = lineage ? sizeof(MergeAttrLin) : sizeof(MergeAttr);
+	Size		size;
+	MergeState *s;
+
+	size = pg_nextpower2_64(Max(MERGE_HDRSZ + (Size) Max(nattrs_hint, 1) * stride +
+								bytes_hint, 128));
+	if (size > MaxAllocHugeSize || size > PG_UINT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cdp.merge_profile state of %zu bytes is too large", size)));
+	s = MemoryContextAllocHuge(cxt, size);
+	memset(s, 0, MERGE_HDRSZ);
+	s->dict = dict;
+	s->size = size;
+	s->upper = size;
+	s->lineage = lineage;
+	return s;
+}
+
+/* Copy len bytes into the byte area, which has room; their offset. */
+static inline uint32
+state_put(MergeState *s, const char *p, uint32 len)
+{
+	s->upper = (s->upper - len) & ~((uint32) 3);
+	memcpy((char *) s + s->upper, p, len);
+	return s->size - s->upper;
+}
+
+static inline bool
+attr_has_bytes(MergeAttr *a)
+{
+	return a->has && a->strategy != MS_MOST_FREQUENT &&
+		a->strategy != MS_UNION && a->strategy != MS_COUNT &&
+		JBE_OFFLENFLD(a->u.v.entry) > 0;
+}
+
+/*
+ * Observations that contributed to attribute i: counted by count and
+ * lineage only, otherwise 1 when there were any.
+ */
+static inline int64
+attr_nobs(MergeState *s, int i)
+{
+	MergeAttr  *a = MERGE_SLOT(s, i);
+
+	if (s->lineage)
+		return ((MergeAttrLin *) a)->nobs;
+	if (a->strategy == MS_COUNT)
+		return a->u.count;
+	return a->seen ? 1 : 0;
+}
+
+/* Bytes the state needs: header, slots and what its values take at most. */
+static Size
+merge_live(MergeState *s)
+{
+	Size		live = MERGE_LOWER(s);
+
+	for (int i = 0; i < s->nattrs; i++)
+	{
+		MergeAttr  *a = MERGE_SLOT(s, i);
+
+		if (attr_has_bytes(a))
+			live += JBE_OFFLENFLD(a->u.v.entry) + 3;
+		if (s->lineage && MERGE_LIN(s, i)->srclen > 0)
+			live += MERGE_LIN(s, i)->srclen + 3;
+	}
+	return live;
+}
+
+/*
+ * The state copied into a fresh allocation of `size` bytes (at least
+ * merge_live), holes left by replaced values squeezed out.
+ */
+static MergeState *
+merge_repack_to(MergeState *s, Size size)
+{
+	MergeState *n;
+	uint32		lower = MERGE_LOWER(s);
+
+	if (size > MaxAllocHugeSize || size > PG_UINT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cdp.merge_profile state of %zu bytes is too large", size),
+				 errdetail("A group has %d attributes.", s->nattrs)));
+	n = MemoryContextAllocHuge(GetMemoryChunkContext(s), size);
+	memcpy(n, s, lower);
+	n->size = size;
+	n->upper = size;
+	for (int i = 0; i < n->nattrs; i++)
+	{
+		MergeAttr  *a = MERGE_SLOT(n, i);
+
+		if (attr_has_bytes(a))
+			a->u.v.off = state_put(n, MERGE_BYTES(s, a->u.v.off),
+								   JBE_OFFLENFLD(a->u.v.entry));
+		if (n->lineage && MERGE_LIN(n, i)->srclen > 0)
+		{
+			MergeAttrLin *lin = MERGE_LIN(n, i);
+
+			lin->srcoff = state_put(n, MERGE_BYTES(s, lin->srcoff), lin->srclen);
+		}
+	}
+	pfree(s);
+	return n;
+}
+
+/*
+ * The state repacked with at least `need` bytes of room.  Sizes are powers
+ * of 2, as the allocator rounds to them anyway.  When a repack at the same
+ * size would leave little room, double, so that values replaced again and
+ * again cannot make repacks frequent.
+ */
+static MergeState *
+merge_repack(MergeState *s, uint32 need)
+{
+	Size		want = merge_live(s) + need;
+	Size		size = pg_nextpower2_64(want);
+
+	if (size <= s->size && size - want < size / 8)
+		size = (Size) s->size * 2;
+	return merge_repack_to(s, size);
+}
+
+/* The state with room for `need` more bytes; it may have moved. */
+static inline MergeState *
+merge_reserve(MergeState *s, uint32 need)
+{
+	if (state_room(s) < need)
+		s = merge_repack(s, need);
+	return s;
+}
+
+static inline int64
+attr_priority(MergeAttr *a)
+{
+	return a->prio_null ? CDP_PRIORITY_NULL : a->priority;
+}
+
+/* A stored value (winner or sum) as a JsonbValue pointing into the state. */
+static inline void
+attr_view(MergeState *s, MergeAttr *a, JsonbValue *v)
+{
+	container_value(a->u.v.entry, MERGE_BYTES(s, a->u.v.off), 0,
+					JBE_OFFLENFLD(a->u.v.entry), v);
+}
+
+/* Index of an attribute, -1 when the group has not seen it. */
+static int
+attr_find(MergeState *s, const char *key, int keylen)
+{
+	if (s->index != NULL)
+	{
+		KeyStr		k = {key, keylen};
+		KeyEntry   *e = keyh_lookup(s->index, k);
+
+		return e ? e->idx : -1;
+	}
+	for (int i = 0; i < s->nattrs; i++)
+	{
+		const MergeKey *k = attr_key(s, MERGE_SLOT(s, i));
+
+		if (k->len == keylen && memcmp(k->name, key, keylen) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* A new attribute, the last slot. */
+static MergeState *
+attr_add(MergeState *s, const char *name, int len, uint8 strategy)
+{
+	MergeAttr  *a;
+	bool		found;
+	uint16		key = key_intern(s->dict, name, len);
+
+	s = merge_reserve(s, MERGE_STRIDE(s));
+	a = MERGE_SLOT(s, s->nattrs);
+	s->nattrs++;
+	memset(a, 0, MERGE_STRIDE(s));
+	a->key = key;
+	a->strategy = strategy;
+	if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
+		a->u.ft = cdp_freq_create(GetMemoryChunkContext(s), &s->dict->jsonb_ti);
+	if (s->lineage)
+	{
+		MergeAttrLin *lin = (MergeAttrLin *) a;
+
+		lin->first_at = DT_NOEND;
+		lin->last_at = DT_NOBEGIN;
+		lin->srclen = -1;
+	}
+	if (s->index == NULL && s->nattrs > MERGE_LINEAR_MAX)
+	{
+		s->index = keyh_create(GetMemoryChunkContext(s), s->nattrs * 2, NULL);
+		for (int i = 0; i < s->nattrs; i++)
+		{
+			const MergeKey *mk = attr_key(s, MERGE_SLOT(s, i));
+			KeyStr		k = {mk->name, mk->len};
+
+			keyh_insert(s->index, k, &found)->idx = i;
+		}
+	}
+	else if (s->index != NULL)
+	{
+		const MergeKey *mk = s->dict->names[key];
+		KeyStr		k = {mk->name, mk->len};
+
+		keyh_insert(s->index, k, &found)->idx = s->nattrs - 1;
+	}
+	return s;
+}
+
+/*
+ * Store bytes as attribute i's value (winner or sum), of the type in
+ * entry's type bits: in place when they fit where the old value was, else
+ * in fresh room.
+ */
+static MergeState *
+attr_set_bytes(MergeState *s, int i, uint32 entry, const char *p, uint32 len)
+{
+	MergeAttr  *a = MERGE_SLOT(s, i);
+	uint32		oldlen = attr_has_bytes(a) ? JBE_OFFLENFLD(a->u.v.entry) : 0;
+
+	if (len > 0 && len <= oldlen)
+	{
+		memcpy(MERGE_BYTES(s, a->u.v.off), p, len);
+	}
+	else
+	{
+		if (len > 0)
+		{
+			s = merge_reserve(s, len + 3);
+			a = MERGE_SLOT(s, i);
+			a->u.v.off = state_put(s, p, len);
+		}
+		else
+			a->u.v.off = 0;
+	}
+	a->u.v.entry = (entry & JENTRY_TYPEMASK) | len;
+	a->has = true;
+	return s;
+}
+
+static MergeState *
+attr_set_source(MergeState *s, int i, const char *src, int srclen)
+{
+	MergeAttrLin *lin = MERGE_LIN(s, i);
+	int32		oldlen = Max(lin->srclen, 0);
+
+	if (src == NULL)
+	{
+		lin->srclen = -1;
+		return s;
+	}
+	if (srclen > 0 && srclen <= oldlen)
+	{
+		memcpy(MERGE_BYTES(s, lin->srcoff), src, srclen);
+	}
+	else
+	{
+		if (srclen > 0)
+		{
+			s = merge_reserve(s, srclen + 3);
+			lin = MERGE_LIN(s, i);
+			lin->srcoff = state_put(s, src, srclen);
+		}
+	}
+	lin->srclen = srclen;
+	return s;
+}
+
+static MergeState *
+attr_store_winner(MergeState *s, int i, const JsonbValue *v, TimestampTz at,
+				  int64 priority, const char *src, int srclen)
+{
+	uint32		entry;
+	const char *p;
+	uint32		len;
+	MergeAttr  *a;
+
+	value_image(v, &entry, &p, &len);
+	s = attr_set_bytes(s, i, entry, p, len);
+	a = MERGE_SLOT(s, i);
+	a->at = at;
+	a->prio_null = priority == CDP_PRIORITY_NULL;
+	a->priority = a->prio_null ? 0 : (int32) priority;
+	if (s->lineage)
+		s = attr_set_source(s, i, src, srclen);
+	return s;
+}
+
+static int
+jsonb_image_cmp(Jsonb *a, Jsonb *b)
+{
+	Size		la = VARSIZE(a);
+	Size		lb = VARSIZE(b);
+	int			c = memcmp(a, b, Min(la, lb));
+
+	if (c != 0)
+		return c;
+	return la == lb ? 0 : (la < lb ? -1 : 1);
+}
+
+/* Does an observation beat attribute i's current winner? */
+static bool
+attr_beats(MergeState *s, int i, JsonbValue *v, TimestampTz at,
+		   int64 priority, const char *src, int srclen)
+{
+	MergeAttr  *a = MERGE_SLOT(s, i);
+	MergeAttrLin *lin;
+	JsonbValue	cur;
+	int			c;
+
+	if (!a->has)
+		return true;
+	switch (a->strategy)
+	{
+		case MS_PRIORITY:
+			if (priority != attr_priority(a))
+				return priority > attr_priority(a);
+			/* FALLTHROUGH */
+		case MS_LATEST:
+			if (at != a->at)
+				return at > a->at;
+			break;
+		case MS_EARLIEST:
+			if (at != a->at)
+				return at < a->at;
+			break;
+	}
+	attr_view(s, a, &cur);
+	c = jval_cmp(v, &cur);
+	if (a->strategy == MS_MAX || a->strategy == MS_MIN)
+	{
+		if (c != 0)
+			return a->strategy == MS_MAX ? c > 0 : c < 0;
+		/* equal values: the lineage shows the latest, highest source */
+		if (at != a->at)
+			return at > a->at;
+		if (priority != attr_priority(a))
+			return priority > attr_priority(a);
+	}
+	else if (c != 0)
+		return c < 0;
+	/* equal values that print differently (2 and 2.00): smallest image */
+	c = jsonb_image_cmp(JsonbValueToJsonb(v), JsonbValueToJsonb(&cur));
+	if (c != 0)
+		return c < 0;
+	/* all else equal: the smallest source label, for a stable lineage */
+	if (src == NULL || !s->lineage || MERGE_LIN(s, i)->srclen < 0)
+		return false;
+	lin = MERGE_LIN(s, i);
+	c = memcmp(src, MERGE_BYTES(s, lin->srcoff), Min(srclen, lin->srclen));
+	return c < 0 || (c == 0 && srclen < lin->srclen);
+}
+
+/* Add a number to attribute i's sum; the sum is computed in short-lived memory. */
+static MergeState *
+attr_add_sum(MergeState *s, int i, Numeric n)
+{
+	MergeAttr  *a = MERGE_SLOT(s, i);
+	Numeric		sum;
+
+	if (a->has)
+	{
+		JsonbValue	cur;
+
+		attr_view(s, a, &cur);
+		sum = DatumGetNumeric(DirectFunctionCall2(numeric_add,
+												  NumericGetDatum(cur.val.numeric),
+												  NumericGetDatum(n)));
+	}
+	else if (VARATT_IS_4B_U(n))
+		sum = n;
+	else
+		sum = DatumGetNumericCopy(NumericGetDatum(n));
+	return attr_set_bytes(s, i, JENTRY_ISNUMERIC, (const char *) sum, VARSIZE(sum));
+}
+
+static MergeState *
+attr_observe(MergeState *s, int i, JsonbValue *v, TimestampTz at,
+			 int64 priority, const char *src, int srclen, bool ignore_empty)
+{
+	MergeAttr  *a = MERGE_SLOT(s, i);
+
+	switch (a->strategy)
+	{
+		case MS_LATEST:
+		case MS_EARLIEST:
+		case MS_PRIORITY:
+		case MS_MAX:
+		case MS_MIN:
+			if (attr_beats(s, i, v, at, priority, src, srclen))
+				s = attr_store_winner(s, i, v, at, priority, src, srclen);
+			break;
+		case MS_SUM:
+			if (v->type != jbvNumeric)
+				return s;		/* only numbers add up */
+			s = attr_add_sum(s, i, v->val.numeric);
+			break;
+		case MS_COUNT:
+			break;
+		case MS_MOST_FREQUENT:
+			cdp_freq_add(a->u.ft, JsonbPGetDatum(JsonbValueToJsonb(v)), 1, at);
+			break;
+		case MS_UNION:
+			if (v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+			{
+				JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+				JsonbValue	e;
+				JsonbIteratorToken tok;
+				bool		any = false;
+
+				while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+				{
+					if (tok != WJB_ELEM || (ignore_empty && jval_is_empty(&e)))
+						continue;
+					cdp_freq_add(a->u.ft, JsonbPGetDatum(JsonbValueToJsonb(&e)), 1, at);
+					any = true;
+				}
+				if (!any)
+					return s;
+			}
+			else
+				cdp_freq_add(a->u.ft, JsonbPGetDatum(JsonbValueToJsonb(v)), 1, at);
+			break;
+	}
+	a = MERGE_SLOT(s, i);
+	a->seen = true;
+	if (a->strategy == MS_COUNT)
+		a->u.count++;
+	if (s->lineage)
+	{
+		MergeAttrLin *lin = MERGE_LIN(s, i);
+
+		lin->nobs++;
+		if (at < lin->first_at)
+			lin->first_at = at;
+		if (at > lin->last_at)
+			lin->last_at = at;
+	}
+	return s;
+}
+
+/*
  * Transition: (state, attributes, at [, priority [, rules [, source]]])
  */
 static Datum
@@ -761,11 +1035,12 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	uint32		voff;
 	int			n;
 
-	if (s == NULL)
-		s = merge_new(cxt, lineage,
-					  PG_ARGISNULL(1) ? 4 : JB_ROOT_COUNT(PG_GETARG_JSONB_P(1)));
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
+	{
+		if (s == NULL)
+			s = merge_new(cxt, get_cache(fcinfo), lineage, 4, 0);
 		PG_RETURN_POINTER(s);
+	}
 	jb = PG_GETARG_JSONB_P(1);
 	at = PG_GETARG_TIMESTAMPTZ(2);
 	if (nargs > 3)
@@ -797,13 +1072,22 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	base = (char *) &jc->children[n * 2];
 	koff = 0;
 	voff = getJsonbOffset(jc, n);
+
+	/*
+	 * Sized for this observation's whole jsonb: more than its values need,
+	 * which leaves room for a few more attributes (fewer repacks leave less
+	 * memory behind in the allocator's free lists).
+	 */
+	if (s == NULL)
+		s = merge_new(cxt, rules, lineage, n,
+					  VARSIZE(jb) + (lineage ? srclen + 3 : 0));
 	for (int i = 0; i < n; i++)
 	{
-		MergeAttr  *a;
 		const char *key = base + koff;
 		uint32		kstart = koff;
 		uint32		vstart = voff;
 		int			keylen;
+		int			idx;
 
 		JBE_ADVANCE_OFFSET(koff, jc->children[i]);
 		JBE_ADVANCE_OFFSET(voff, jc->children[n + i]);
@@ -811,11 +1095,14 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 		container_value(jc->children[n + i], base, vstart, voff - vstart, &v);
 		if (rules->ignore_empty && jval_is_empty(&v))
 			continue;
-		a = attr_find(s, key, keylen);
-		if (a == NULL)
-			a = attr_add(s, key_intern(rules, key, keylen), keylen,
-						 rule_strategy(rules, key, keylen), &rules->jsonb_ti);
-		attr_observe(s, a, &v, at, priority, src, srclen, rules->ignore_empty);
+		idx = attr_find(s, key, keylen);
+		if (idx < 0)
+		{
+			s = attr_add(s, key, keylen, rule_strategy(rules, key, keylen));
+			idx = s->nattrs - 1;
+		}
+		s = attr_observe(s, idx, &v, at, priority, src, srclen,
+						 rules->ignore_empty);
 	}
 	PG_RETURN_POINTER(s);
 }
@@ -840,46 +1127,65 @@ cdp_merge_profile_lineage_trans(PG_FUNCTION_ARGS)
  * Combine, serialize, deserialize
  */
 
-static void
-attr_merge(MergeState *s, MergeAttr *a, MergeState *bs, MergeAttr *b)
+/* Merge attribute j of state bs into attribute i of state s. */
+static MergeState *
+attr_merge(MergeState *s, int i, MergeState *bs, int j)
 {
-	MergeLineage *alin = attr_lin(s, a);
-	MergeLineage *blin = attr_lin(bs, b);
+	MergeAttr  *a = MERGE_SLOT(s, i);
+	MergeAttr  *b = MERGE_SLOT(bs, j);
+	JsonbValue	bv;
 
 	if (a->strategy != b->strategy)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("attribute \"%s\" was merged with strategies \"%s\" and \"%s\"",
-						a->key, strategy_names[a->strategy], strategy_names[b->strategy]),
+						attr_key(s, a)->name, strategy_names[a->strategy],
+						strategy_names[b->strategy]),
 				 errhint("Pass the same rules for every row of a group.")));
-	if (b->nobs == 0)
-		return;
+	if (!b->seen)
+		return s;
 	if (IS_WINNER_STRATEGY(a->strategy))
 	{
-		JsonbValue	bv;
 		const char *src = NULL;
 		int			srclen = 0;
 
-		if (blin != NULL && blin->srclen >= 0)
+		if (bs->lineage && MERGE_LIN(bs, j)->srclen >= 0)
 		{
-			src = blin->source;
-			srclen = blin->srclen;
+			src = MERGE_BYTES(bs, MERGE_LIN(bs, j)->srcoff);
+			srclen = MERGE_LIN(bs, j)->srclen;
 		}
-		jsonb_view(attr_value(b), &bv);
-		if (attr_beats(a, alin, &bv, b->at, attr_priority(b), src, srclen))
-			attr_store_winner(s, a, attr_value(b), b->at, attr_priority(b),
-							  src, srclen);
+		if (b->has)
+		{
+			attr_view(bs, b, &bv);
+			if (attr_beats(s, i, &bv, b->at, attr_priority(b), src, srclen))
+				s = attr_store_winner(s, i, &bv, b->at, attr_priority(b),
+									  src, srclen);
+		}
 	}
 	else if (a->strategy == MS_SUM)
-		attr_add_sum(s, a, (Numeric) b->data);
-	else if (a->strategy != MS_COUNT)
-		cdp_freq_merge(a->data, b->data);
-	a->nobs += b->nobs;
-	if (alin && blin)
 	{
+		if (b->has)
+		{
+			attr_view(bs, b, &bv);
+			s = attr_add_sum(s, i, bv.val.numeric);
+		}
+	}
+	else if (a->strategy == MS_COUNT)
+		a->u.count += b->u.count;
+	else
+		cdp_freq_merge(a->u.ft, b->u.ft);
+	a = MERGE_SLOT(s, i);
+	a->seen = true;
+	if (s->lineage && bs->lineage)
+	{
+		MergeAttrLin *alin = MERGE_LIN(s, i);
+		MergeAttrLin *blin = MERGE_LIN(bs, j);
+
+		alin->nobs += blin->nobs;
 		alin->first_at = Min(alin->first_at, blin->first_at);
 		alin->last_at = Max(alin->last_at, blin->last_at);
 	}
+	return s;
 }
 
 /* Give back a state merged into another one. */
@@ -888,20 +1194,13 @@ merge_free(MergeState *s)
 {
 	for (int i = 0; i < s->nattrs; i++)
 	{
-		MergeAttr  *a = &s->attrs[i];
+		MergeAttr  *a = MERGE_SLOT(s, i);
 
 		if (a->strategy == MS_MOST_FREQUENT || a->strategy == MS_UNION)
-			cdp_freq_free(a->data);
-		else if (a->data)
-			pfree(a->data);
-		if (s->lins && s->lins[i].source)
-			pfree(s->lins[i].source);
+			cdp_freq_free(a->u.ft);
 	}
 	if (s->index)
 		keyh_destroy(s->index);
-	if (s->lins)
-		pfree(s->lins);
-	pfree(s->attrs);
 	pfree(s);
 }
 
@@ -913,7 +1212,6 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 	MemoryContext cxt = merge_agg_context(fcinfo);
 	MergeState *a = PG_ARGISNULL(0) ? NULL : (MergeState *) PG_GETARG_POINTER(0);
 	MergeState *b = PG_ARGISNULL(1) ? NULL : (MergeState *) PG_GETARG_POINTER(1);
-	MergeCache *c;
 
 	if (b == NULL)
 	{
@@ -921,26 +1219,29 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		PG_RETURN_POINTER(a);
 	}
+
 	/*
 	 * Deserialized states are built in the aggregate context: the first one
 	 * of a group is adopted as it is, later ones are freed once merged.
 	 */
-	if (a == NULL && b->cxt == cxt)
+	if (a == NULL && GetMemoryChunkContext(b) == cxt)
 		PG_RETURN_POINTER(b);
-	c = get_cache(fcinfo);
 	if (a == NULL)
-		a = merge_new(cxt, b->lineage, b->nattrs);
-	for (int i = 0; i < b->nattrs; i++)
+		a = merge_new(cxt, get_cache(fcinfo), b->lineage, b->nattrs,
+					  b->size - b->upper);
+	for (int j = 0; j < b->nattrs; j++)
 	{
-		MergeAttr  *y = &b->attrs[i];
-		MergeAttr  *x = attr_find(a, y->key, y->keylen);
+		const MergeKey *key = attr_key(b, MERGE_SLOT(b, j));
+		int			i = attr_find(a, key->name, key->len);
 
-		if (x == NULL)
-			x = attr_add(a, key_intern(c, y->key, y->keylen), y->keylen,
-						 y->strategy, &c->jsonb_ti);
-		attr_merge(a, x, b, y);
+		if (i < 0)
+		{
+			a = attr_add(a, key->name, key->len, MERGE_SLOT(b, j)->strategy);
+			i = a->nattrs - 1;
+		}
+		a = attr_merge(a, i, b, j);
 	}
-	if (b->cxt == cxt)
+	if (GetMemoryChunkContext(b) == cxt)
 		merge_free(b);
 	PG_RETURN_POINTER(a);
 }
@@ -985,39 +1286,45 @@ cdp_merge_profile_serialize(PG_FUNCTION_ARGS)
 	cdp_write_bytes(&buf, &s->nattrs, sizeof(int32));
 	for (int i = 0; i < s->nattrs; i++)
 	{
-		MergeAttr  *a = &s->attrs[i];
+		MergeAttr  *a = MERGE_SLOT(s, i);
+		JsonbValue	v;
+		int64		nobs = attr_nobs(s, i);
 
-		cdp_write_bytes(&buf, &a->keylen, sizeof(int32));
-		cdp_write_bytes(&buf, a->key, a->keylen);
+		cdp_write_bytes(&buf, &attr_key(s, a)->len, sizeof(int32));
+		cdp_write_bytes(&buf, attr_key(s, a)->name, attr_key(s, a)->len);
 		appendStringInfoChar(&buf, a->strategy);
 		appendStringInfoChar(&buf, a->has ? 1 : 0);
-		cdp_write_bytes(&buf, &a->nobs, sizeof(int64));
+		cdp_write_bytes(&buf, &nobs, sizeof(int64));
 		if (IS_WINNER_STRATEGY(a->strategy) && a->has)
 		{
 			int64		priority = attr_priority(a);
 
 			cdp_write_bytes(&buf, &a->at, sizeof(int64));
 			cdp_write_bytes(&buf, &priority, sizeof(int64));
-			write_jsonb(&buf, attr_value(a));
+			attr_view(s, a, &v);
+			write_jsonb(&buf, JsonbValueToJsonb(&v));
 		}
 		else if (a->strategy == MS_SUM && a->has)
 		{
-			int32		len = VARSIZE(a->data);
+			int32		len;
 
+			/* sums are stored with a 4-byte header, see attr_add_sum */
+			attr_view(s, a, &v);
+			len = VARSIZE(v.val.numeric);
 			cdp_write_bytes(&buf, &len, sizeof(int32));
-			cdp_write_bytes(&buf, a->data, len);
+			cdp_write_bytes(&buf, v.val.numeric, len);
 		}
 		else if (a->strategy == MS_MOST_FREQUENT || a->strategy == MS_UNION)
-			cdp_freq_write(&buf, a->data);
+			cdp_freq_write(&buf, a->u.ft);
 		if (s->lineage)
 		{
-			MergeLineage *lin = attr_lin(s, a);
+			MergeAttrLin *lin = MERGE_LIN(s, i);
 
 			cdp_write_bytes(&buf, &lin->first_at, sizeof(int64));
 			cdp_write_bytes(&buf, &lin->last_at, sizeof(int64));
 			cdp_write_bytes(&buf, &lin->srclen, sizeof(int32));
 			if (lin->srclen > 0)
-				cdp_write_bytes(&buf, lin->source, lin->srclen);
+				cdp_write_bytes(&buf, MERGE_BYTES(s, lin->srcoff), lin->srclen);
 		}
 	}
 	SET_VARSIZE(buf.data, buf.len);
@@ -1044,7 +1351,7 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	/* every attribute takes at least 14 bytes */
 	if (n < 0 || n > (r.len - r.pos) / 14)
 		cdp_state_corrupted("The number of attributes does not fit the state.");
-	s = merge_new(cxt, lineage, n);
+	s = merge_new(cxt, c, lineage, n, r.len - r.pos);
 	for (int i = 0; i < n; i++)
 	{
 		int32		keylen = cdp_read_int32(&r);
@@ -1052,73 +1359,78 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 		uint8		strategy = cdp_read_uint8(&r);
 		bool		has = cdp_read_uint8(&r) != 0;
 		MergeAttr  *a;
+		int64		nobs;
 
 		if (strategy < MS_FIRST || strategy > MS_LAST)
 			cdp_state_corrupted("Unknown merge strategy.");
-		if (attr_find(s, key, keylen) != NULL)
+		if (attr_find(s, key, keylen) >= 0)
 			cdp_state_corrupted("An attribute appears twice.");
-		a = attr_add(s, key_intern(c, key, keylen), keylen, strategy, &c->jsonb_ti);
-		a->nobs = cdp_read_int64(&r);
-		if (a->nobs < 0)
+		s = attr_add(s, key, keylen, strategy);
+		nobs = cdp_read_int64(&r);
+		if (nobs < 0)
 			cdp_state_corrupted("An attribute has a negative number of observations.");
 		if (has && IS_WINNER_STRATEGY(strategy))
 		{
 			int32		len;
 			const char *p;
-
+			Jsonb	   *jb;
+			JsonbValue	v;
+			TimestampTz at;
 			int64		priority;
 
-			a->at = cdp_read_int64(&r);
+			at = cdp_read_int64(&r);
 			priority = cdp_read_int64(&r);
 			if (priority != CDP_PRIORITY_NULL &&
 				(priority < PG_INT32_MIN || priority > PG_INT32_MAX))
 				cdp_state_corrupted("A priority is out of range.");
-			a->prio_null = priority == CDP_PRIORITY_NULL;
-			a->priority = a->prio_null ? 0 : (int32) priority;
 			p = read_varlena(&r, &len, "jsonb value");
-			a->data = MemoryContextAlloc(cxt, len);
-			memcpy(a->data, p, len);
-			a->valcap = len;
-			if (JB_ROOT_IS_SCALAR(attr_value(a)) && JB_ROOT_COUNT(attr_value(a)) != 1)
+			/* an aligned copy to read it from */
+			jb = palloc(len);
+			memcpy(jb, p, len);
+			if (JB_ROOT_IS_SCALAR(jb) && JB_ROOT_COUNT(jb) != 1)
 				cdp_state_corrupted("A jsonb scalar does not hold one value.");
-			a->has = true;
+			jsonb_view(jb, &v);
+			s = attr_store_winner(s, i, &v, at, priority, NULL, 0);
+			pfree(jb);
 		}
 		else if (has && strategy == MS_SUM)
 		{
 			int32		len;
 			const char *p = read_varlena(&r, &len, "sum");
 
-			a->data = MemoryContextAlloc(cxt, len);
-			memcpy(a->data, p, len);
-			a->has = true;
+			s = attr_set_bytes(s, i, JENTRY_ISNUMERIC, p, len);
 		}
 		else if (has)
 			cdp_state_corrupted("An attribute has a value its strategy does not keep.");
 		else if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
 		{
-			cdp_freq_free(a->data);
-			a->data = cdp_freq_read(&r, cxt, &c->jsonb_ti);
+			a = MERGE_SLOT(s, i);
+			cdp_freq_free(a->u.ft);
+			a->u.ft = cdp_freq_read(&r, cxt, &c->jsonb_ti);
 		}
+		a = MERGE_SLOT(s, i);
+		a->seen = nobs > 0;
+		if (strategy == MS_COUNT)
+			a->u.count = nobs;
 		if (lineage)
 		{
-			MergeLineage *lin = attr_lin(s, a);
+			MergeAttrLin *lin = MERGE_LIN(s, i);
 			int32		srclen;
 
+			lin->nobs = nobs;
 			lin->first_at = cdp_read_int64(&r);
 			lin->last_at = cdp_read_int64(&r);
 			srclen = cdp_read_int32(&r);
 			if (srclen < -1)
 				cdp_state_corrupted("A source label has a negative length.");
 			if (srclen >= 0)
-			{
-				lin->srccap = Max(srclen, 1);
-				lin->source = MemoryContextAlloc(cxt, lin->srccap);
-				memcpy(lin->source, cdp_read_bytes(&r, srclen), srclen);
-			}
-			lin->srclen = srclen;
+				s = attr_set_source(s, i, cdp_read_bytes(&r, srclen), srclen);
 		}
 	}
 	cdp_reader_end(&r);
+	/* the serialized size overestimates what the state needs */
+	if (pg_nextpower2_64(merge_live(s)) < s->size)
+		s = merge_repack_to(s, pg_nextpower2_64(merge_live(s)));
 	PG_RETURN_POINTER(s);
 }
 
@@ -1174,7 +1486,8 @@ push_jsonb(JsonbParseState **ps, JsonbIteratorToken tok, Jsonb *jb)
 
 /* The merged value of one attribute; false when it has none. */
 static bool
-push_attr_value(JsonbParseState **ps, MergeAttr *a, CdpFreqItem **best)
+push_attr_value(JsonbParseState **ps, MergeState *s, MergeAttr *a,
+				CdpFreqItem **best)
 {
 	JsonbValue	v;
 	CdpFreqItem *items;
@@ -1188,32 +1501,27 @@ push_attr_value(JsonbParseState **ps, MergeAttr *a, CdpFreqItem **best)
 		case MS_PRIORITY:
 		case MS_MAX:
 		case MS_MIN:
-			if (!a->has)
-				return false;
-			push_jsonb(ps, WJB_VALUE, attr_value(a));
-			return true;
 		case MS_SUM:
 			if (!a->has)
 				return false;
-			v.type = jbvNumeric;
-			v.val.numeric = (Numeric) a->data;
+			attr_view(s, a, &v);
 			pushJsonbValue(ps, WJB_VALUE, &v);
 			return true;
 		case MS_COUNT:
-			push_int64(ps, WJB_VALUE, a->nobs);
+			push_int64(ps, WJB_VALUE, a->u.count);
 			return true;
 		case MS_MOST_FREQUENT:
-			items = cdp_freq_entries(a->data, &n);
+			items = cdp_freq_entries(a->u.ft, &n);
 			if (n == 0)
 				return false;
-			*best = &items[cdp_freq_best(items, n, cdp_freq_typeinfo(a->data), false)];
+			*best = &items[cdp_freq_best(items, n, cdp_freq_typeinfo(a->u.ft), false)];
 			push_jsonb(ps, WJB_VALUE, DatumGetJsonbP((*best)->value));
 			return true;
 		case MS_UNION:
-			items = cdp_freq_entries(a->data, &n);
+			items = cdp_freq_entries(a->u.ft, &n);
 			if (n == 0)
 				return false;
-			cdp_freq_sort(items, n, cdp_freq_typeinfo(a->data), false);
+			cdp_freq_sort(items, n, cdp_freq_typeinfo(a->u.ft), false);
 			pushJsonbValue(ps, WJB_BEGIN_ARRAY, NULL);
 			for (int i = 0; i < n; i++)
 				push_jsonb(ps, WJB_ELEM, DatumGetJsonbP(items[i].value));
@@ -1239,28 +1547,31 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < s->nattrs; i++)
 	{
-		MergeAttr  *a = &s->attrs[i];
+		MergeAttr  *a = MERGE_SLOT(s, i);
+		MergeAttrLin *lin = lineage ? MERGE_LIN(s, i) : NULL;
 		CdpFreqItem *best;
 
-		if (a->nobs == 0)
+		if (!a->seen)
 			continue;
-		push_string(&ps, WJB_KEY, a->key, a->keylen);
+		push_string(&ps, WJB_KEY, attr_key(s, a)->name, attr_key(s, a)->len);
 		if (!lineage)
 		{
-			if (!push_attr_value(&ps, a, &best))
-				elog(ERROR, "attribute \"%s\" has observations but no value", a->key);
+			if (!push_attr_value(&ps, s, a, &best))
+				elog(ERROR, "attribute \"%s\" has observations but no value",
+					 attr_key(s, a)->name);
 			emitted++;
 			continue;
 		}
 		pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 		push_key(&ps, "value");
-		if (!push_attr_value(&ps, a, &best))
-			elog(ERROR, "attribute \"%s\" has observations but no value", a->key);
+		if (!push_attr_value(&ps, s, a, &best))
+			elog(ERROR, "attribute \"%s\" has observations but no value",
+				 attr_key(s, a)->name);
 		push_key(&ps, "strategy");
 		push_string(&ps, WJB_VALUE, strategy_names[a->strategy],
 					strlen(strategy_names[a->strategy]));
 		push_key(&ps, "observations");
-		push_int64(&ps, WJB_VALUE, a->nobs);
+		push_int64(&ps, WJB_VALUE, lin->nobs);
 		if (IS_WINNER_STRATEGY(a->strategy))
 		{
 			JsonbValue	nullv;
@@ -1275,11 +1586,11 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 			}
 			else
 				push_int64(&ps, WJB_VALUE, a->priority);
-			if (attr_lin(s, a)->srclen >= 0)
+			if (lin->srclen >= 0)
 			{
 				push_key(&ps, "source");
-				push_string(&ps, WJB_VALUE, attr_lin(s, a)->source,
-							attr_lin(s, a)->srclen);
+				push_string(&ps, WJB_VALUE, MERGE_BYTES(s, lin->srcoff),
+							lin->srclen);
 			}
 		}
 		else
@@ -1292,9 +1603,9 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 				push_timestamptz(&ps, best->at);
 			}
 			push_key(&ps, "first_at");
-			push_timestamptz(&ps, attr_lin(s, a)->first_at);
+			push_timestamptz(&ps, lin->first_at);
 			push_key(&ps, "last_at");
-			push_timestamptz(&ps, attr_lin(s, a)->last_at);
+			push_timestamptz(&ps, lin->last_at);
 		}
 		pushJsonbValue(&ps, WJB_END_OBJECT, NULL);
 		emitted++;

@@ -28,7 +28,25 @@ SELECT (random() * 250)::int AS g,
           WHERE random() < 0.7 + 0 * i) s) AS j
 FROM generate_series(1, 20000) i;
 UPDATE obs SET j = '{}' WHERE j IS NULL;
+-- many distinct values per group: most_frequent leaves its inline array
+ALTER TABLE obs ADD COLUMN w text;
+UPDATE obs SET w = CASE WHEN random() < 0.1 THEN NULL ELSE 'w' || (random() * (g % 30))::int END;
 ANALYZE obs;
+
+-- wide records (about 20 of 40 keys per row, strings of random length):
+-- states with more attributes than the linear lookup handles, values that
+-- grow and shrink, source labels of several lengths
+CREATE TABLE wide AS
+SELECT (random() * 60)::int AS g,
+       '2024-01-01'::timestamptz + (random() * 20)::int * interval '1 day' AS at,
+       (random() * 2)::int AS p,
+       (ARRAY['crm', 'dmp', 'web-tracker', 'x'])[1 + (random() * 3)::int] AS src,
+       (SELECT jsonb_object_agg('a' || k, CASE WHEN k = 1 THEN to_jsonb((random() * 100)::int)
+                                              ELSE to_jsonb(repeat('x', (random() * 40)::int) || (random() * 3)::int) END)
+        FROM generate_series(1, 40) k WHERE random() < 0.5 + 0 * i) AS j
+FROM generate_series(1, 3000) i;
+ANALYZE wide;
+CREATE VIEW kvw AS SELECT g, key, value, at, p, src FROM wide, jsonb_each(j);
 
 CREATE VIEW kv AS
 SELECT g, key, value, at, p FROM obs, jsonb_each(j)
@@ -58,6 +76,34 @@ CREATE FUNCTION check_all() RETURNS TABLE(name text, bad bigint) LANGUAGE sql AS
               cdp.most_frequent(arr) ma, mode() WITHIN GROUP (ORDER BY arr) oa
     FROM obs GROUP BY g) s
   WHERE mv IS DISTINCT FROM ov OR mn IS DISTINCT FROM onn OR ma IS DISTINCT FROM oa
+  UNION ALL
+  SELECT 'most_frequent over up to 30 distinct values matches mode()', count(*) FROM (
+    SELECT g, cdp.most_frequent(w) mw, mode() WITHIN GROUP (ORDER BY w) ow,
+              cdp.most_frequent(w::bytea) mb, mode() WITHIN GROUP (ORDER BY w::bytea) ob,
+              cdp.most_frequent(w COLLATE "C") mc, mode() WITHIN GROUP (ORDER BY w COLLATE "C") oc
+    FROM obs GROUP BY g) s
+  WHERE mw IS DISTINCT FROM ow OR mb IS DISTINCT FROM ob OR mc IS DISTINCT FROM oc
+  UNION ALL
+  SELECT 'merge_profile over wide records matches DISTINCT ON and sum', count(*) FROM (
+    SELECT g, cdp.merge_profile(j, at, p, '{"a1": "sum"}') m FROM wide GROUP BY g) a
+  FULL JOIN (SELECT g, jsonb_object_agg(key, value) o FROM (
+      (SELECT DISTINCT ON (g, key) g, key, value FROM kvw WHERE key <> 'a1' ORDER BY g, key, at DESC, value)
+      UNION ALL
+      SELECT g, key, to_jsonb(sum(value::text::numeric)) FROM kvw WHERE key = 'a1' GROUP BY g, key) s
+    GROUP BY g) o USING (g)
+  WHERE a.m IS DISTINCT FROM o.o
+  UNION ALL
+  SELECT 'merge_profile_lineage over wide records: values, sources and counts', count(*) FROM (
+    SELECT g, (SELECT jsonb_object_agg(key, jsonb_build_object('v', x -> 'value', 's', x -> 'source', 'n', x -> 'observations'))
+               FROM jsonb_each(cdp.merge_profile_lineage(j, at, p, '{"a1": "sum"}', src)) e(key, x)) m
+    FROM wide GROUP BY g) a
+  FULL JOIN (SELECT g, jsonb_object_agg(key, jsonb_build_object('v', v, 's', s, 'n', n)) o FROM (
+      SELECT DISTINCT ON (g, key) g, key,
+             CASE WHEN key = 'a1' THEN to_jsonb(sum(CASE WHEN key = 'a1' THEN value::text::numeric END) OVER w) ELSE value END AS v,
+             CASE WHEN key <> 'a1' THEN src END AS s, count(*) OVER w AS n
+      FROM kvw WINDOW w AS (PARTITION BY g, key) ORDER BY g, key, at DESC, value, src) s0
+    GROUP BY g) o USING (g)
+  WHERE a.m IS DISTINCT FROM o.o
   UNION ALL
   SELECT 'most_frequent(value, at) matches count, max(at), value order', count(*) FROM (
     SELECT g, cdp.most_frequent(v, at) m FROM obs GROUP BY g) a
