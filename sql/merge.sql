@@ -218,3 +218,9 @@ RESET parallel_tuple_cost;
 RESET parallel_setup_cost;
 
 DROP TABLE merge_obs, merge_crm, merge_par, merge_serial, merge_serial_all, merge_parallel;
+
+-- The state size declared for merge_profile with rules counts palloc's
+-- rounding: a smaller figure made the planner choose a spilling hash
+-- aggregate over the sorted plan at 1M profiles (13.3 s against 7.5 s).
+SELECT aggtransspace >= 1536 AS rules_state_size_declared
+FROM pg_aggregate WHERE aggfnoid = 'cdp.merge_profile(jsonb, timestamptz, integer, jsonb)'::regprocedure;
