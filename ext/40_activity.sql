@@ -36,7 +36,7 @@ CREATE TYPE cdp.activity (
   OUTPUT = cdp.activity_out,
   RECEIVE = cdp.activity_recv,
   SEND = cdp.activity_send,
-  ALIGNMENT = double,
+  ALIGNMENT = int4,
   STORAGE = extended
 );
 COMMENT ON TYPE cdp.activity IS

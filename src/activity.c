@@ -37,6 +37,9 @@
 
 #define ACT_TS_MAXLEN 40
 
+/* version byte of the binary (send/receive) form, not the stored one */
+#define ACTIVITY_BINARY_VERSION 1
+
 /* ---------------------------------------------------------------- days */
 
 int32
@@ -283,11 +286,86 @@ has_nonzero(const float8 *v, int n)
 	return false;
 }
 
+static inline uint64
+zigzag(int64 v)
+{
+	return ((uint64) v << 1) ^ (uint64) (v >> 63);
+}
+
+static inline int64
+unzigzag(uint64 v)
+{
+	return (int64) (v >> 1) ^ -(int64) (v & 1);
+}
+
+static inline char *
+put_varint(char *p, uint64 v)
+{
+	while (v >= 0x80)
+	{
+		*p++ = (char) (v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (char) v;
+	return p;
+}
+
+static inline char *
+put_float8(char *p, float8 v)
+{
+	v += 0.0;					/* no negative zero */
+	memcpy(p, &v, sizeof(float8));
+	return p + sizeof(float8);
+}
+
+/* Most bytes one event can take: name, 7 varints, flags, sum, buckets. */
+static uint64
+event_max_bytes(const ActivityBuildEvent *e)
+{
+	return (uint64) e->name_len + 7 * 10 + 1 + 8 +
+		(uint64) e->ndays * (10 + 5 + 8);
+}
+
+static char *
+put_event_body(char *p, const ActivityBuildEvent *e)
+{
+	uint8		flags = 0;
+	bool		day_sums = has_nonzero(e->sums, e->ndays);
+	int64		prev;
+
+	if (e->sum != 0.0)
+		flags |= ACT_F_SUM;
+	if (e->trim_day != ACTIVITY_NO_TRIM)
+		flags |= ACT_F_TRIMMED;
+	if (day_sums)
+		flags |= ACT_F_DAY_SUMS;
+	*p++ = (char) flags;
+	p = put_varint(p, (uint64) e->count);
+	p = put_varint(p, zigzag(e->first_at));
+	p = put_varint(p, (uint64) e->last_at - (uint64) e->first_at);
+	if (flags & ACT_F_TRIMMED)
+		p = put_varint(p, zigzag(e->trim_day));
+	if (flags & ACT_F_SUM)
+		p = put_float8(p, e->sum);
+	p = put_varint(p, (uint64) e->ndays);
+	prev = activity_day_of(e->first_at);
+	for (int j = 0; j < e->ndays; j++)
+	{
+		/* days ascend from the first time stamp's day (validated) */
+		p = put_varint(p, (uint64) ((int64) e->days[j] - prev));
+		prev = e->days[j];
+		p = put_varint(p, (uint64) (uint32) e->counts[j]);
+		if (day_sums)
+			p = put_float8(p, e->sums[j]);
+	}
+	return p;
+}
+
 /*
  * Pack events into a new value, sorting them by name first.  Trusts the
  * per-event data; callers validate the result when it came from outside.
  */
-ActivityHeader *
+struct varlena *
 activity_pack(ActivityBuildEvent *ev, int nevents)
 {
 	if (nevents > 1)
@@ -296,267 +374,203 @@ activity_pack(ActivityBuildEvent *ev, int nevents)
 }
 
 /* Pack events already sorted by name (bytewise), as merge and trim have them. */
-ActivityHeader *
+struct varlena *
 activity_pack_sorted(const ActivityBuildEvent *ev, int nevents)
 {
-	uint64		ndays = 0,
-				nsums = 0,
-				name_bytes = 0,
-				size;
-	ActivityHeader *a;
-	ActivityEvent *out;
-	float8	   *sums;
-	int32	   *days,
-			   *counts;
-	char	   *names;
-	uint32		di = 0,
-				si = 0,
-				ni = 0;
+	uint64		bound = VARHDRSZ + 1 + 10;
+	char	   *start;
+	char	   *p;
 
 	for (int i = 0; i < nevents; i++)
-	{
-		ndays += ev[i].ndays;
-		if (has_nonzero(ev[i].sums, ev[i].ndays))
-			nsums += ev[i].ndays;
-		name_bytes += ev[i].name_len;
-	}
-	size = sizeof(ActivityHeader) + (uint64) nevents * sizeof(ActivityEvent) +
-		nsums * sizeof(float8) + ndays * 2 * sizeof(int32) + name_bytes;
-	if (size > MaxAllocSize || ndays > PG_INT32_MAX)
+		bound += event_max_bytes(&ev[i]);
+	if (bound > MaxAllocSize)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cdp.activity value would be too large (%llu bytes)",
-						(unsigned long long) size),
+				 errmsg("cdp.activity value would be too large (up to %llu bytes)",
+						(unsigned long long) bound),
 				 errhint("Fold old day buckets with cdp.activity_trim.")));
 
-	a = palloc0(size);
-	SET_VARSIZE(a, size);
-	a->version = ACTIVITY_VERSION;
-	a->nevents = nevents;
-	a->ndays = (int32) ndays;
-	a->nsums = (int32) nsums;
-	a->name_bytes = (int32) name_bytes;
-	out = ACT_EVENTS(a);
-	sums = ACT_SUMS(a);
-	days = ACT_DAYS(a);
-	counts = ACT_COUNTS(a);
-	names = ACT_NAMES(a);
-
+	start = palloc(bound);
+	p = start + VARHDRSZ;
+	*p++ = ACTIVITY_VERSION;
+	p = put_varint(p, (uint64) nevents);
 	for (int i = 0; i < nevents; i++)
 	{
 		const ActivityBuildEvent *e = &ev[i];
-		ActivityEvent *o = &out[i];
+		char	   *b;
+		char	   *body_end;
+		Size		body_len;
 
-		o->count = e->count;
-		o->sum = e->sum + 0.0;	/* no negative zero */
-		o->first_at = e->first_at;
-		o->last_at = e->last_at;
-		o->trim_day = e->trim_day;
-		o->name_off = ni;
-		o->name_len = e->name_len;
-		memcpy(names + ni, e->name, e->name_len);
-		ni += e->name_len;
-		o->day_start = di;
-		o->ndays = e->ndays;
-		if (e->ndays > 0)
-		{
-			memcpy(days + di, e->days, e->ndays * sizeof(int32));
-			memcpy(counts + di, e->counts, e->ndays * sizeof(int32));
-		}
-		di += e->ndays;
-		if (has_nonzero(e->sums, e->ndays))
-		{
-			o->sum_start = si;
-			for (int j = 0; j < e->ndays; j++)
-				sums[si + j] = e->sums[j] + 0.0;
-			si += e->ndays;
-		}
-		else
-			o->sum_start = ACTIVITY_NO_SUMS;
+		p = put_varint(p, (uint64) e->name_len);
+		memcpy(p, e->name, e->name_len);
+		p += e->name_len;
+
+		/*
+		 * The body's length goes in front of it: write the body past room
+		 * for the longest length varint, then move it down.
+		 */
+		b = p + 10;
+		body_end = put_event_body(b, e);
+		body_len = body_end - b;
+		p = put_varint(p, body_len);
+		memmove(p, b, body_len);
+		p += body_len;
 	}
-	return a;
+	SET_VARSIZE(start, p - start);
+	return (struct varlena *) start;
 }
 
-#define CORRUPT(...) \
-	ereport(ERROR, \
-			(errcode(sqlstate), \
-			 errmsg("invalid cdp.activity value"), \
-			 errdetail(__VA_ARGS__), \
-			 sqlstate == ERRCODE_INVALID_TEXT_REPRESENTATION ? \
-			 errhint("An event's day counts must add up to its count (unless it has trimmed_before), and its days must lie between its first and last time stamps.") : \
-			 errhint("The value was altered, truncated or not made by cdp; rebuild it with cdp.activity_agg.")))
+/* ---------------------------------------------------------------- reading */
 
-/* The header's version and section sizes agree with the value's size. */
-static void
-check_header_size(const ActivityHeader *a, Size size, int sqlstate)
+static void pg_attribute_noreturn()
+truncated(int sqlstate)
 {
-	uint64		expect;
-
-	if (size < sizeof(ActivityHeader))
-		CORRUPT("The value has %zu bytes, fewer than its %zu-byte header.",
-				size, sizeof(ActivityHeader));
-	if (a->version != ACTIVITY_VERSION)
-		CORRUPT("Format version %d is not supported (expected %d).",
-				a->version, ACTIVITY_VERSION);
-	if (a->flags != 0 || a->reserved != 0)
-		CORRUPT("Reserved header bits are set.");
-	if (a->nevents < 0 || a->ndays < 0 || a->nsums < 0 || a->name_bytes < 0)
-		CORRUPT("Negative section size in the header.");
-	expect = sizeof(ActivityHeader) + (uint64) a->nevents * sizeof(ActivityEvent) +
-		(uint64) a->nsums * sizeof(float8) + (uint64) a->ndays * 2 * sizeof(int32) +
-		(uint64) a->name_bytes;
-	if (expect != size)
-		CORRUPT("The header describes %llu bytes but the value has %zu.",
-				(unsigned long long) expect, size);
+	ereport(ERROR,
+			(errcode(sqlstate),
+			 errmsg("invalid cdp.activity value"),
+			 errdetail("The value ends in the middle of an event or holds a malformed number."),
+			 errhint("The value was altered, truncated or not made by cdp; rebuild it with cdp.activity_agg.")));
 }
 
-/* For accessors: cheap bounds check of a detoasted value. */
-void
-activity_check_header(const ActivityHeader *a)
+static inline uint64
+get_varint(const uint8 **pp, const uint8 *end, int sqlstate)
 {
-	check_header_size(a, VARSIZE(a), ERRCODE_DATA_CORRUPTED);
-}
+	const uint8 *p = *pp;
+	uint64		v = 0;
+	int			shift = 0;
 
-/*
- * Full check of a value that came from outside (text input, receive,
- * deserialize): layout, ordering and every invariant the accessors rely
- * on.
- */
-void
-activity_validate(const ActivityHeader *a, Size size, int sqlstate)
-{
-	const ActivityEvent *ev;
-	const float8 *sums;
-	const int32 *days;
-	const int32 *counts;
-	const char *names;
-	uint64		di = 0,
-				si = 0,
-				ni = 0;
-	int32		min_day = activity_min_day(),
-				max_day = activity_max_day();
-
-	check_header_size(a, size, sqlstate);
-	ev = ACT_EVENTS(a);
-	sums = ACT_SUMS(a);
-	days = ACT_DAYS(a);
-	counts = ACT_COUNTS(a);
-	names = ACT_NAMES(a);
-
-	for (int i = 0; i < a->nevents; i++)
+	/* most numbers take one byte */
+	if (likely(p < end && *p < 0x80))
 	{
-		const ActivityEvent *e = &ev[i];
-		int64		bucket_total = 0;
-		int32		first_day,
-					last_day;
-
-		/* sections are laid out in event order, without gaps */
-		if (e->name_off != ni || e->name_len > (uint64) a->name_bytes - ni)
-			CORRUPT("Event %d's name lies outside the name section.", i);
-		if (e->day_start != di || e->ndays > (uint64) a->ndays - di)
-			CORRUPT("Event %d's day buckets lie outside the day section.", i);
-		if (e->sum_start != ACTIVITY_NO_SUMS &&
-			(e->sum_start != si || e->ndays > (uint64) a->nsums - si))
-			CORRUPT("Event %d's sums lie outside the sum section.", i);
-		if (i > 0)
-		{
-			const ActivityEvent *p = &ev[i - 1];
-			int			r = memcmp(names + p->name_off, names + e->name_off,
-								   Min(p->name_len, e->name_len));
-
-			if (r > 0 || (r == 0 && p->name_len >= e->name_len))
-				CORRUPT("Event names are not unique and sorted at event %d.", i);
-		}
-		ni += e->name_len;
-		if (e->sum_start != ACTIVITY_NO_SUMS)
-			si += e->ndays;
-
-		if (e->count < 1)
-			CORRUPT("Event \"%.*s\" has count " INT64_FORMAT ".",
-					(int) e->name_len, names + e->name_off, e->count);
-		if (!isfinite(e->sum))
-			CORRUPT("Event \"%.*s\" has a sum that is not finite.",
-					(int) e->name_len, names + e->name_off);
-		if (TIMESTAMP_NOT_FINITE(e->first_at) || TIMESTAMP_NOT_FINITE(e->last_at) ||
-			e->first_at > e->last_at)
-			CORRUPT("Event \"%.*s\" has first and last time stamps out of order.",
-					(int) e->name_len, names + e->name_off);
-		first_day = activity_day_of(e->first_at);
-		last_day = activity_day_of(e->last_at);
-		if (first_day < min_day || last_day > max_day)
-			CORRUPT("Event \"%.*s\" has time stamps outside years 1-9999.",
-					(int) e->name_len, names + e->name_off);
-
-		for (uint32 j = 0; j < e->ndays; j++)
-		{
-			int32		d = days[di + j];
-
-			if (d < first_day || d > last_day || (j > 0 && d <= days[di + j - 1]))
-				CORRUPT("Event \"%.*s\" has day buckets out of order or outside its first and last time stamps.",
-						(int) e->name_len, names + e->name_off);
-			if (counts[di + j] < 1)
-				CORRUPT("Event \"%.*s\" has a day bucket with count %d.",
-						(int) e->name_len, names + e->name_off, counts[di + j]);
-			if (e->sum_start != ACTIVITY_NO_SUMS && !isfinite(sums[e->sum_start + j]))
-				CORRUPT("Event \"%.*s\" has a day sum that is not finite.",
-						(int) e->name_len, names + e->name_off);
-			bucket_total += counts[di + j];
-		}
-		if (bucket_total > e->count)
-			CORRUPT("Event \"%.*s\" has more events in its day buckets than in total.",
-					(int) e->name_len, names + e->name_off);
-		if (bucket_total == e->count)
-		{
-			/* nothing folded: the buckets span exactly first to last */
-			if (e->trim_day != ACTIVITY_NO_TRIM || e->ndays == 0 ||
-				days[di] != first_day || days[di + e->ndays - 1] != last_day)
-				CORRUPT("Event \"%.*s\" has day buckets that do not match its first and last time stamps.",
-						(int) e->name_len, names + e->name_off);
-		}
-		else
-		{
-			/* folded events lie before trim_day */
-			if (e->trim_day == ACTIVITY_NO_TRIM || e->trim_day > max_day + 1 ||
-				first_day >= e->trim_day ||
-				(last_day >= e->trim_day &&
-				 (e->ndays == 0 || days[di + e->ndays - 1] != last_day)))
-				CORRUPT("Event \"%.*s\" has folded events that do not lie before its trim day.",
-						(int) e->name_len, names + e->name_off);
-		}
-		di += e->ndays;
+		*pp = p + 1;
+		return *p;
 	}
-	if (di != (uint64) a->ndays || si != (uint64) a->nsums || ni != (uint64) a->name_bytes)
-		CORRUPT("The sections hold data no event refers to.");
+	for (;;)
+	{
+		uint8		b;
+
+		if (p >= end || shift > 63)
+			truncated(sqlstate);
+		b = *p++;
+		if (shift == 63 && b > 1)
+			truncated(sqlstate);
+		v |= (uint64) (b & 0x7f) << shift;
+		if (b < 0x80)
+			break;
+		shift += 7;
+	}
+	*pp = p;
+	return v;
 }
 
-/* Event i's data, pointing into a (bounds checked). */
-void
-activity_unpack_event(const ActivityHeader *a, int i, ActivityBuildEvent *out)
+/* A varint, clamped to max (bad values then fail later checks). */
+static inline uint64
+get_varint_max(const uint8 **pp, const uint8 *end, int sqlstate, uint64 max)
 {
-	const ActivityEvent *e = &ACT_EVENTS(a)[i];
+	uint64		v = get_varint(pp, end, sqlstate);
 
-	if (e->name_off > (uint32) a->name_bytes ||
-		e->name_len > (uint32) a->name_bytes - e->name_off ||
-		e->day_start > (uint32) a->ndays ||
-		e->ndays > (uint32) a->ndays - e->day_start ||
-		(e->sum_start != ACTIVITY_NO_SUMS &&
-		 (e->sum_start > (uint32) a->nsums ||
-		  e->ndays > (uint32) a->nsums - e->sum_start)))
+	return Min(v, max);
+}
+
+static inline float8
+get_float8(const uint8 **pp, const uint8 *end, int sqlstate)
+{
+	float8		v;
+
+	if (end - *pp < (ptrdiff_t) sizeof(float8))
+		truncated(sqlstate);
+	memcpy(&v, *pp, sizeof(float8));
+	*pp += sizeof(float8);
+	return v;
+}
+
+void
+activity_reader_init(ActivityReader *r, const struct varlena *a, int sqlstate)
+{
+	const uint8 *p = (const uint8 *) VARDATA_ANY(a);
+	const uint8 *end = p + VARSIZE_ANY_EXHDR(a);
+	uint64		n;
+
+	r->sqlstate = sqlstate;
+	if (p >= end)
+		truncated(sqlstate);
+	if (*p != ACTIVITY_VERSION)
 		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
+				(errcode(sqlstate),
 				 errmsg("invalid cdp.activity value"),
-				 errdetail("Event %d refers to data outside the value.", i)));
-	out->name = ACT_NAMES(a) + e->name_off;
-	out->name_len = e->name_len;
-	out->count = e->count;
-	out->sum = e->sum;
-	out->first_at = e->first_at;
-	out->last_at = e->last_at;
-	out->trim_day = e->trim_day;
-	out->ndays = e->ndays;
-	out->days = ACT_DAYS(a) + e->day_start;
-	out->counts = ACT_COUNTS(a) + e->day_start;
-	out->sums = e->sum_start == ACTIVITY_NO_SUMS ? NULL : ACT_SUMS(a) + e->sum_start;
+				 errdetail("Format version %d is not supported (expected %d).",
+						   *p, ACTIVITY_VERSION),
+				 errhint("Rebuild the summary with cdp.activity_agg.")));
+	p++;
+	n = get_varint(&p, end, sqlstate);
+	/* every event takes at least 5 bytes */
+	if (n > (uint64) (end - p) / 5)
+		truncated(sqlstate);
+	r->p = p;
+	r->end = end;
+	r->nevents = (int32) n;
+	r->next = 0;
+}
+
+/* Name and body bounds of the next event; false after the last. */
+static inline bool
+next_event_name(ActivityReader *r, ActivityEventRef *e)
+{
+	const uint8 *p = r->p;
+	uint64		len;
+
+	if (r->next >= r->nevents)
+		return false;
+	len = get_varint(&p, r->end, r->sqlstate);
+	if (len > (uint64) (r->end - p))
+		truncated(r->sqlstate);
+	e->name = (const char *) p;
+	e->name_len = (int) len;
+	p += len;
+	len = get_varint(&p, r->end, r->sqlstate);
+	if (len > (uint64) (r->end - p))
+		truncated(r->sqlstate);
+	e->buckets = p;				/* the body, until decoded */
+	e->end = p + len;
+	r->p = e->end;
+	r->next++;
+	return true;
+}
+
+/* Decode the fixed part of an event's body, up to its buckets. */
+static inline void
+event_body(const ActivityReader *r, ActivityEventRef *e)
+{
+	const uint8 *p = e->buckets;
+	uint64		v;
+
+	if (p >= e->end)
+		truncated(r->sqlstate);
+	e->flags = *p++;
+	v = get_varint(&p, e->end, r->sqlstate);
+	e->count = (int64) Min(v, (uint64) PG_INT64_MAX);
+	e->first_at = unzigzag(get_varint(&p, e->end, r->sqlstate));
+	e->last_at = (TimestampTz) ((uint64) e->first_at + get_varint(&p, e->end, r->sqlstate));
+	e->trim_day = ACTIVITY_NO_TRIM;
+	if (e->flags & ACT_F_TRIMMED)
+		e->trim_day = (int32) unzigzag(get_varint(&p, e->end, r->sqlstate));
+	e->sum = (e->flags & ACT_F_SUM) ? get_float8(&p, e->end, r->sqlstate) : 0.0;
+	v = get_varint(&p, e->end, r->sqlstate);
+	/* a bucket takes at least 2 bytes */
+	if (v > (uint64) (e->end - p) / 2)
+		truncated(r->sqlstate);
+	e->ndays = (int32) v;
+	e->buckets = p;
+}
+
+/* The next event, its buckets still encoded; false after the last. */
+bool
+activity_next_event(ActivityReader *r, ActivityEventRef *e)
+{
+	if (!next_event_name(r, e))
+		return false;
+	event_body(r, e);
+	return true;
 }
 
 /* Bytewise order of names; inline, since names usually differ early. */
@@ -571,36 +585,208 @@ name_cmp(const char *a, int alen, const char *b, int blen)
 	return (alen > blen) - (alen < blen);
 }
 
-/* Binary search over the sorted names; -1 when absent. */
-int
-activity_find_event(const ActivityHeader *a, const char *name, int len)
+/*
+ * Find an event by name, skipping the bodies of the others (names are
+ * sorted, so the search stops at the first greater one).
+ */
+bool
+activity_find_event(ActivityReader *r, const char *name, int len,
+					ActivityEventRef *e)
 {
-	const ActivityEvent *ev = ACT_EVENTS(a);
-	const char *names = ACT_NAMES(a);
-	int			lo = 0,
-				hi = a->nevents - 1;
-
-	while (lo <= hi)
+	while (next_event_name(r, e))
 	{
-		int			mid = lo + (hi - lo) / 2;
-		const ActivityEvent *e = &ev[mid];
-		int			r;
+		int			c = name_cmp(e->name, e->name_len, name, len);
 
-		if (e->name_off > (uint32) a->name_bytes ||
-			e->name_len > (uint32) a->name_bytes - e->name_off)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("invalid cdp.activity value"),
-					 errdetail("Event %d's name lies outside the value.", mid)));
-		r = name_cmp(names + e->name_off, e->name_len, name, len);
-		if (r == 0)
-			return mid;
-		if (r < 0)
-			lo = mid + 1;
-		else
-			hi = mid - 1;
+		if (c == 0)
+		{
+			event_body(r, e);
+			return true;
+		}
+		if (c > 0)
+			break;
 	}
-	return -1;
+	return false;
+}
+
+/* Every bucket of an event, into fresh arrays (CurrentMemoryContext). */
+void
+activity_event_unpack(const ActivityEventRef *e, int sqlstate,
+					  ActivityBuildEvent *out)
+{
+	const uint8 *p = e->buckets;
+	int64		day = activity_day_of(e->first_at);
+	bool		day_sums = (e->flags & ACT_F_DAY_SUMS) != 0;
+
+	out->name = e->name;
+	out->name_len = e->name_len;
+	out->count = e->count;
+	out->sum = e->sum;
+	out->first_at = e->first_at;
+	out->last_at = e->last_at;
+	out->trim_day = e->trim_day;
+	out->ndays = e->ndays;
+	out->days = palloc(Max(e->ndays, 1) * sizeof(int32));
+	out->counts = palloc(Max(e->ndays, 1) * sizeof(int32));
+	out->sums = day_sums ? palloc(Max(e->ndays, 1) * sizeof(float8)) : NULL;
+	for (int j = 0; j < e->ndays; j++)
+	{
+		uint64		c;
+
+		day += (int64) get_varint_max(&p, e->end, sqlstate, PG_INT32_MAX);
+		out->days[j] = (int32) Max(Min(day, PG_INT32_MAX), PG_INT32_MIN);
+		c = get_varint(&p, e->end, sqlstate);
+		out->counts[j] = (int32) Min(c, (uint64) PG_INT32_MAX);
+		if (day_sums)
+			out->sums[j] = get_float8(&p, e->end, sqlstate);
+	}
+	if (p != e->end)
+		truncated(sqlstate);
+}
+
+/* ---------------------------------------------------------------- validation */
+
+#define CORRUPT(...) \
+	ereport(ERROR, \
+			(errcode(sqlstate), \
+			 errmsg("invalid cdp.activity value"), \
+			 errdetail(__VA_ARGS__), \
+			 sqlstate == ERRCODE_INVALID_TEXT_REPRESENTATION ? \
+			 errhint("An event's day counts must add up to its count (unless it has trimmed_before), and its days must lie between its first and last time stamps.") : \
+			 errhint("The value was altered, truncated or not made by cdp; rebuild it with cdp.activity_agg.")))
+
+/*
+ * First after last cannot be stored (the format keeps last - first
+ * unsigned): input and receive check it before packing.
+ */
+static void
+check_time_order(const ActivityBuildEvent *ev, int n, int sqlstate)
+{
+	for (int i = 0; i < n; i++)
+		if (ev[i].first_at > ev[i].last_at)
+			CORRUPT("Event \"%.*s\" has first and last time stamps out of order.",
+					ev[i].name_len, ev[i].name);
+}
+
+/*
+ * Full check of a value that came from outside (text input, receive):
+ * every invariant the accessors rely on, and that the bytes are exactly
+ * the canonical encoding of what they hold.
+ */
+void
+activity_validate(const struct varlena *a, int sqlstate)
+{
+	ActivityReader r;
+	ActivityEventRef ref;
+	ActivityBuildEvent *ev;
+	ActivityBuildEvent prev = {0};
+	struct varlena *again;
+	int32		min_day = activity_min_day(),
+				max_day = activity_max_day();
+	TimestampTz lo_ts = (TimestampTz) min_day * USECS_PER_DAY,
+				hi_ts = ((TimestampTz) max_day + 1) * USECS_PER_DAY;
+	int			n = 0;
+
+	activity_reader_init(&r, a, sqlstate);
+	ev = palloc(Max(r.nevents, 1) * sizeof(ActivityBuildEvent));
+	while (next_event_name(&r, &ref))
+	{
+		ActivityBuildEvent *e = &ev[n];
+		const uint8 *p = ref.buckets;
+		uint64		first,
+					span;
+		int64		bucket_total = 0;
+		int32		first_day,
+					last_day;
+
+		/* the fixed part, with every number range-checked before use */
+		if (p >= ref.end)
+			truncated(sqlstate);
+		ref.flags = *p++;
+		if (ref.flags & ~ACT_F_ALL)
+			CORRUPT("Event \"%.*s\" has unknown flags %d.", ref.name_len, ref.name, ref.flags);
+		ref.count = (int64) get_varint_max(&p, ref.end, sqlstate, PG_INT64_MAX);
+		first = get_varint(&p, ref.end, sqlstate);
+		span = get_varint(&p, ref.end, sqlstate);
+		ref.first_at = unzigzag(first);
+		if (ref.first_at < lo_ts || ref.first_at >= hi_ts || span >= (uint64) (hi_ts - ref.first_at))
+			CORRUPT("Event \"%.*s\" has time stamps outside years 1-9999.",
+					ref.name_len, ref.name);
+		ref.last_at = ref.first_at + (int64) span;
+		ref.trim_day = ACTIVITY_NO_TRIM;
+		if (ref.flags & ACT_F_TRIMMED)
+		{
+			int64		t = unzigzag(get_varint(&p, ref.end, sqlstate));
+
+			if (t < min_day || t > max_day + 1)
+				CORRUPT("Event \"%.*s\" has a trim day outside years 1-9999.",
+						ref.name_len, ref.name);
+			ref.trim_day = (int32) t;
+		}
+		ref.sum = (ref.flags & ACT_F_SUM) ? get_float8(&p, ref.end, sqlstate) : 0.0;
+		span = get_varint(&p, ref.end, sqlstate);
+		if (span > (uint64) (ref.end - p) / 2)
+			truncated(sqlstate);
+		ref.ndays = (int32) span;
+		ref.buckets = p;
+		activity_event_unpack(&ref, sqlstate, e);
+
+		if (n > 0 && build_event_cmp(&prev, e) >= 0)
+			CORRUPT("Event names are not unique and sorted at event %d.", n);
+		prev = *e;
+		if (e->count < 1)
+			CORRUPT("Event \"%.*s\" has count " INT64_FORMAT ".",
+					e->name_len, e->name, e->count);
+		if (!isfinite(e->sum))
+			CORRUPT("Event \"%.*s\" has a sum that is not finite.",
+					e->name_len, e->name);
+		first_day = activity_day_of(e->first_at);
+		last_day = activity_day_of(e->last_at);
+		for (int j = 0; j < e->ndays; j++)
+		{
+			int32		d = e->days[j];
+
+			if (d < first_day || d > last_day || (j > 0 && d <= e->days[j - 1]))
+				CORRUPT("Event \"%.*s\" has day buckets out of order or outside its first and last time stamps.",
+						e->name_len, e->name);
+			if (e->counts[j] < 1)
+				CORRUPT("Event \"%.*s\" has a day bucket with count %d.",
+						e->name_len, e->name, e->counts[j]);
+			if (e->sums && !isfinite(e->sums[j]))
+				CORRUPT("Event \"%.*s\" has a day sum that is not finite.",
+						e->name_len, e->name);
+			bucket_total += e->counts[j];
+		}
+		if (bucket_total > e->count)
+			CORRUPT("Event \"%.*s\" has more events in its day buckets than in total.",
+					e->name_len, e->name);
+		if (bucket_total == e->count)
+		{
+			/* nothing folded: the buckets span exactly first to last */
+			if (e->trim_day != ACTIVITY_NO_TRIM || e->ndays == 0 ||
+				e->days[0] != first_day || e->days[e->ndays - 1] != last_day)
+				CORRUPT("Event \"%.*s\" has day buckets that do not match its first and last time stamps.",
+						e->name_len, e->name);
+		}
+		else
+		{
+			/* folded events lie before trim_day */
+			if (e->trim_day == ACTIVITY_NO_TRIM || first_day >= e->trim_day ||
+				(last_day >= e->trim_day &&
+				 (e->ndays == 0 || e->days[e->ndays - 1] != last_day)))
+				CORRUPT("Event \"%.*s\" has folded events that do not lie before its trim day.",
+						e->name_len, e->name);
+		}
+		n++;
+	}
+	if (r.p != r.end)
+		CORRUPT("%d bytes follow the last event.", (int) (r.end - r.p));
+
+	/* one encoding per summary: re-encode and compare */
+	again = activity_pack_sorted(ev, n);
+	if (VARSIZE(again) - VARHDRSZ != VARSIZE_ANY_EXHDR(a) ||
+		memcmp(VARDATA(again), VARDATA_ANY(a), VARSIZE_ANY_EXHDR(a)) != 0)
+		CORRUPT("The value is not in canonical form.");
+	pfree(again);
 }
 
 /* ---------------------------------------------------------------- text I/O */
@@ -734,7 +920,7 @@ cdp_activity_in(PG_FUNCTION_ARGS)
 	JsonbValue	v;
 	ActivityBuildEvent *ev;
 	int			n = 0;
-	ActivityHeader *a;
+	struct varlena *a;
 
 	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(input)));
 	if (!JB_ROOT_IS_OBJECT(jb) || JB_ROOT_IS_SCALAR(jb))
@@ -753,8 +939,9 @@ cdp_activity_in(PG_FUNCTION_ARGS)
 		parse_event_object(input, &v, &ev[n]);
 		n++;
 	}
+	check_time_order(ev, n, ERRCODE_INVALID_TEXT_REPRESENTATION);
 	a = activity_pack(ev, n);
-	activity_validate(a, VARSIZE(a), ERRCODE_INVALID_TEXT_REPRESENTATION);
+	activity_validate(a, ERRCODE_INVALID_TEXT_REPRESENTATION);
 	PG_RETURN_ACTIVITY_P(a);
 }
 
@@ -763,18 +950,20 @@ PG_FUNCTION_INFO_V1(cdp_activity_out);
 Datum
 cdp_activity_out(PG_FUNCTION_ARGS)
 {
-	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	struct varlena *a = PG_GETARG_ACTIVITY_P(0);
 	StringInfoData buf;
+	ActivityReader r;
+	ActivityEventRef ref;
 
-	activity_check_header(a);
+	activity_reader_init(&r, a, ERRCODE_DATA_CORRUPTED);
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	for (int i = 0; i < a->nevents; i++)
+	while (activity_next_event(&r, &ref))
 	{
 		ActivityBuildEvent e;
 
-		activity_unpack_event(a, i, &e);
-		if (i > 0)
+		activity_event_unpack(&ref, ERRCODE_DATA_CORRUPTED, &e);
+		if (r.next > 1)
 			appendStringInfoString(&buf, ", ");
 		escape_json(&buf, pnstrdup(e.name, e.name_len));
 		appendStringInfo(&buf, ": {\"count\": " INT64_FORMAT ", \"sum\": ", e.count);
@@ -818,19 +1007,21 @@ PG_FUNCTION_INFO_V1(cdp_activity_send);
 Datum
 cdp_activity_send(PG_FUNCTION_ARGS)
 {
-	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	struct varlena *a = PG_GETARG_ACTIVITY_P(0);
 	StringInfoData buf;
+	ActivityReader r;
+	ActivityEventRef ref;
 
-	activity_check_header(a);
+	activity_reader_init(&r, a, ERRCODE_DATA_CORRUPTED);
 	pq_begintypsend(&buf);
-	pq_sendbyte(&buf, ACTIVITY_VERSION);
-	pq_sendint32(&buf, a->nevents);
-	for (int i = 0; i < a->nevents; i++)
+	pq_sendbyte(&buf, ACTIVITY_BINARY_VERSION);
+	pq_sendint32(&buf, r.nevents);
+	while (activity_next_event(&r, &ref))
 	{
 		ActivityBuildEvent e;
 		StringInfoData name;
 
-		activity_unpack_event(a, i, &e);
+		activity_event_unpack(&ref, ERRCODE_DATA_CORRUPTED, &e);
 		/* pq_sendtext converts encoding, so the length goes in front */
 		initStringInfo(&name);
 		pq_sendtext(&name, e.name, e.name_len);
@@ -872,14 +1063,14 @@ cdp_activity_recv(PG_FUNCTION_ARGS)
 	int			version;
 	int32		n;
 	ActivityBuildEvent *ev;
-	ActivityHeader *a;
+	struct varlena *a;
 
 	if (buf->len - buf->cursor < 5)
 		bad_binary("The value is shorter than its 5-byte header.");
 	version = pq_getmsgbyte(buf);
-	if (version != ACTIVITY_VERSION)
+	if (version != ACTIVITY_BINARY_VERSION)
 		bad_binary(psprintf("Format version %d is not supported (expected %d).",
-							version, ACTIVITY_VERSION));
+							version, ACTIVITY_BINARY_VERSION));
 	n = pq_getmsgint(buf, 4);
 	/* every event takes at least 45 bytes */
 	if (n < 0 || n > (buf->len - buf->cursor) / 45)
@@ -923,74 +1114,28 @@ cdp_activity_recv(PG_FUNCTION_ARGS)
 	}
 	if (buf->cursor != buf->len)
 		bad_binary(psprintf("%d bytes of trailing data.", buf->len - buf->cursor));
+	check_time_order(ev, n, ERRCODE_INVALID_BINARY_REPRESENTATION);
 	a = activity_pack(ev, n);
-	activity_validate(a, VARSIZE(a), ERRCODE_INVALID_BINARY_REPRESENTATION);
+	activity_validate(a, ERRCODE_INVALID_BINARY_REPRESENTATION);
 	PG_RETURN_ACTIVITY_P(a);
 }
 
 /* ---------------------------------------------------------------- accessors */
 
 /*
- * A value under 127 bytes is stored with a 1-byte header, unaligned, and
- * detoasting it would palloc a copy on every call: accessors copy it into
- * an aligned buffer on the stack instead.
+ * Detoasting keeps short (1-byte header) values in place: the format has
+ * no alignment, so they are read where they lie.
  */
-typedef union ActivityShort
+static inline void
+activity_arg(FunctionCallInfo fcinfo, int argno, ActivityReader *r)
 {
-	ActivityHeader hdr;
-	double		align;
-	char		data[VARHDRSZ + VARATT_SHORT_MAX];
-} ActivityShort;
+	struct varlena *v = PG_GETARG_ACTIVITY_P(argno);
 
-static inline ActivityHeader *
-activity_arg(Datum d, ActivityShort *buf)
-{
-	struct varlena *v = (struct varlena *) DatumGetPointer(d);
-
-	if (VARATT_IS_SHORT(v) && !VARATT_IS_EXTERNAL(v))
-	{
-		Size		len = VARSIZE_SHORT(v) - VARHDRSZ_SHORT;
-
-		SET_VARSIZE(buf->data, len + VARHDRSZ);
-		memcpy(buf->data + VARHDRSZ, VARDATA_SHORT(v), len);
-		return &buf->hdr;
-	}
-	v = (struct varlena *) DatumGetActivityP(d);
-#if defined(__GNUC__) || defined(__clang__)
-
-	/*
-	 * A lookup reads a few scattered parts of the value (header, names, an
-	 * event entry, its days), each load depending on the one before.  Ask
-	 * for the first kilobyte at once, so the cache misses of a value not
-	 * read yet overlap instead of adding up.
-	 */
-	for (Size off = 64; off < Min(VARSIZE(v), 1024); off += 64)
-		__builtin_prefetch((char *) v + off);
-#endif
-	return (ActivityHeader *) v;
-}
-
-/* Index of the first bucket with day >= d (binary search). */
-static int
-lower_bound(const int32 *days, int n, int32 d)
-{
-	int			lo = 0,
-				hi = n;
-
-	while (lo < hi)
-	{
-		int			mid = lo + (hi - lo) / 2;
-
-		if (days[mid] < d)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	activity_reader_init(r, v, ERRCODE_DATA_CORRUPTED);
 }
 
 static void
-folded_error(const ActivityBuildEvent *e, const char *what)
+folded_error(const ActivityEventRef *e, const char *what)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -1003,71 +1148,81 @@ folded_error(const ActivityBuildEvent *e, const char *what)
 }
 
 /*
- * Count, sum and active days of one event in the day window [lo, hi).
- * Folded events (cdp.activity_trim) count only when the window covers all
- * days they may lie on; a window covering part of them is an error.
+ * Count, sum and active days of one event in the day window [lo, hi),
+ * decoding its buckets as it goes.  Folded events (cdp.activity_trim)
+ * count only when the window covers all days they may lie on; a window
+ * covering part of them is an error.
  */
 static void
-event_window(const ActivityBuildEvent *e, int32 lo, int32 hi, bool want_days,
+event_window(const ActivityEventRef *e, int32 lo, int32 hi, bool want_days,
 			 int64 *count, float8 *sum, int *ndays)
 {
-	int			b,
-				t;
-	int64		c = 0;
-	float8		s = 0.0;
+	const uint8 *p = e->buckets;
+	int64		day = activity_day_of(e->first_at);
+	bool		day_sums = (e->flags & ACT_F_DAY_SUMS) != 0;
+	bool		folded = false;
+	int64		c = 0,
+				bc = 0;
+	float8		s = 0.0,
+				bs = 0.0;
+	int			nd = 0;
 
+	*count = 0;
+	*sum = 0.0;
+	*ndays = 0;
 	if (lo >= hi)
-	{
-		*count = 0;
-		*sum = 0.0;
-		*ndays = 0;
 		return;
-	}
-	b = lower_bound(e->days, e->ndays, lo);
-	t = hi == PG_INT32_MAX ? e->ndays : lower_bound(e->days, e->ndays, hi);
-	for (int j = b; j < t; j++)
-	{
-		c += e->counts[j];
-		if (e->sums)
-			s += e->sums[j];
-	}
 	if (e->trim_day != ACTIVITY_NO_TRIM)
 	{
 		int32		first_day = activity_day_of(e->first_at);
 
 		if (hi > first_day && lo < e->trim_day)
 		{
-			int64		bc = 0;
-			float8		bs = 0.0;
-
 			if (want_days || lo > first_day || hi < e->trim_day)
 				folded_error(e, want_days ? "the number of active days" : "the count");
-			for (int j = 0; j < e->ndays; j++)
-			{
-				bc += e->counts[j];
-				if (e->sums)
-					bs += e->sums[j];
-			}
-			c += e->count - bc;
-			s += e->sum - bs;
+			folded = true;
 		}
+	}
+	for (int j = 0; j < e->ndays; j++)
+	{
+		int64		n;
+		float8		v = 0.0;
+
+		day += (int64) get_varint_max(&p, e->end, ERRCODE_DATA_CORRUPTED, PG_INT32_MAX);
+		/* days ascend: past the window only the folded totals need more */
+		if (day >= hi && !folded)
+			break;
+		n = (int64) get_varint_max(&p, e->end, ERRCODE_DATA_CORRUPTED, PG_INT32_MAX);
+		if (day_sums)
+			v = get_float8(&p, e->end, ERRCODE_DATA_CORRUPTED);
+		if (day >= lo && day < hi)
+		{
+			c += n;
+			s += v;
+			nd++;
+		}
+		bc += n;
+		bs += v;
+	}
+	if (folded)
+	{
+		/* the folded events: the total minus what the buckets hold */
+		c += e->count - bc;
+		s += e->sum - bs;
 	}
 	*count = c;
 	*sum = s;
-	*ndays = t - b;
+	*ndays = nd;
 }
 
-static bool
-lookup_event(ActivityHeader *a, text *name, ActivityBuildEvent *e)
+static inline bool
+lookup_event(FunctionCallInfo fcinfo, ActivityEventRef *e)
 {
-	int			i;
+	ActivityReader r;
+	text	   *name = PG_GETARG_TEXT_PP(1);
 
-	activity_check_header(a);
-	i = activity_find_event(a, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
-	if (i < 0)
-		return false;
-	activity_unpack_event(a, i, e);
-	return true;
+	activity_arg(fcinfo, 0, &r);
+	return activity_find_event(&r, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name), e);
 }
 
 /* Window from optional since/until arguments at positions 2 and 3. */
@@ -1083,16 +1238,14 @@ PG_FUNCTION_INFO_V1(cdp_event_count);
 Datum
 cdp_event_count(PG_FUNCTION_ARGS)
 {
-	ActivityShort buf;
-	ActivityHeader *a = activity_arg(PG_GETARG_DATUM(0), &buf);
-	ActivityBuildEvent e;
+	ActivityEventRef e;
 	int32		lo,
 				hi;
 	int64		c;
 	float8		s;
 	int			d;
 
-	if (!lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+	if (!lookup_event(fcinfo, &e))
 		PG_RETURN_INT64(0);
 	if (PG_NARGS() == 2)
 		PG_RETURN_INT64(e.count);
@@ -1106,16 +1259,14 @@ PG_FUNCTION_INFO_V1(cdp_event_sum);
 Datum
 cdp_event_sum(PG_FUNCTION_ARGS)
 {
-	ActivityShort buf;
-	ActivityHeader *a = activity_arg(PG_GETARG_DATUM(0), &buf);
-	ActivityBuildEvent e;
+	ActivityEventRef e;
 	int32		lo,
 				hi;
 	int64		c;
 	float8		s;
 	int			d;
 
-	if (!lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+	if (!lookup_event(fcinfo, &e))
 		PG_RETURN_FLOAT8(0.0);
 	if (PG_NARGS() == 2)
 		PG_RETURN_FLOAT8(e.sum);
@@ -1127,30 +1278,27 @@ cdp_event_sum(PG_FUNCTION_ARGS)
 static Datum
 seen(FunctionCallInfo fcinfo, bool last)
 {
-	ActivityShort buf;
-	ActivityHeader *a = activity_arg(PG_GETARG_DATUM(0), &buf);
-	ActivityBuildEvent e;
-	TimestampTz r = 0;
-	const ActivityEvent *ev;
+	ActivityReader r;
+	ActivityEventRef e;
+	TimestampTz t = 0;
 
 	if (PG_NARGS() > 1)
 	{
-		if (!lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+		if (!lookup_event(fcinfo, &e))
 			PG_RETURN_NULL();
 		PG_RETURN_TIMESTAMPTZ(last ? e.last_at : e.first_at);
 	}
-	activity_check_header(a);
-	if (a->nevents == 0)
+	activity_arg(fcinfo, 0, &r);
+	if (r.nevents == 0)
 		PG_RETURN_NULL();
-	ev = ACT_EVENTS(a);
-	for (int i = 0; i < a->nevents; i++)
+	while (activity_next_event(&r, &e))
 	{
-		TimestampTz t = last ? ev[i].last_at : ev[i].first_at;
+		TimestampTz x = last ? e.last_at : e.first_at;
 
-		if (i == 0 || (last ? t > r : t < r))
-			r = t;
+		if (r.next == 1 || (last ? x > t : x < t))
+			t = x;
 	}
-	PG_RETURN_TIMESTAMPTZ(r);
+	PG_RETURN_TIMESTAMPTZ(t);
 }
 
 /*
@@ -1213,9 +1361,7 @@ did_window(FunctionCallInfo fcinfo)
 static Datum
 did_common(FunctionCallInfo fcinfo, bool negate)
 {
-	ActivityShort buf;
-	ActivityHeader *a;
-	ActivityBuildEvent e;
+	ActivityEventRef e;
 	int32		at_least;
 	DidWindow  *w;
 	int64		c = 0;
@@ -1226,8 +1372,7 @@ did_common(FunctionCallInfo fcinfo, bool negate)
 		PG_RETURN_NULL();
 	at_least = PG_GETARG_INT32(2);
 	w = did_window(fcinfo);
-	a = activity_arg(PG_GETARG_DATUM(0), &buf);
-	if (lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+	if (lookup_event(fcinfo, &e))
 	{
 		int32		first_day = activity_day_of(e.first_at);
 		int32		last_day = activity_day_of(e.last_at);
@@ -1285,16 +1430,14 @@ PG_FUNCTION_INFO_V1(cdp_active_days);
 Datum
 cdp_active_days(PG_FUNCTION_ARGS)
 {
-	ActivityShort buf;
-	ActivityHeader *a = activity_arg(PG_GETARG_DATUM(0), &buf);
-	ActivityBuildEvent e;
+	ActivityEventRef e;
 	int32		lo,
 				hi;
 	int64		c;
 	float8		s;
 	int			d;
 
-	if (!lookup_event(a, PG_GETARG_TEXT_PP(1), &e))
+	if (!lookup_event(fcinfo, &e))
 		PG_RETURN_INT32(0);
 	window_args(fcinfo, 2, &lo, &hi);
 	event_window(&e, lo, hi, true, &c, &s, &d);
@@ -1315,37 +1458,39 @@ PG_FUNCTION_INFO_V1(cdp_active_days_any);
 Datum
 cdp_active_days_any(PG_FUNCTION_ARGS)
 {
-	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityReader r;
+	ActivityEventRef ref;
 	int32		lo,
 				hi;
-	int32	   *all;
-	int			n = 0,
+	int32	   *all = NULL;
+	int			cap = 0,
+				n = 0,
 				distinct = 0;
 
-	activity_check_header(a);
+	activity_arg(fcinfo, 0, &r);
 	window_args(fcinfo, 1, &lo, &hi);
-	all = palloc(Max(a->ndays, 1) * sizeof(int32));
-	for (int i = 0; i < a->nevents; i++)
+	while (activity_next_event(&r, &ref))
 	{
 		ActivityBuildEvent e;
 		int64		c;
 		float8		s;
 		int			d;
-		int			b;
 
-		activity_unpack_event(a, i, &e);
-		event_window(&e, lo, hi, true, &c, &s, &d);
-		b = lo >= hi ? 0 : lower_bound(e.days, e.ndays, lo);
-		/* events' day runs are disjoint in a valid value */
-		if (d > a->ndays - n)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("invalid cdp.activity value"),
-					 errdetail("Events' day buckets overlap.")));
-		memcpy(all + n, e.days + b, d * sizeof(int32));
-		n += d;
+		/* checks the window against folded days */
+		event_window(&ref, lo, hi, true, &c, &s, &d);
+		if (d == 0)
+			continue;
+		activity_event_unpack(&ref, ERRCODE_DATA_CORRUPTED, &e);
+		if (n + e.ndays > cap)
+		{
+			cap = Max(cap * 2, n + e.ndays);
+			all = all ? repalloc(all, cap * sizeof(int32)) : palloc(cap * sizeof(int32));
+		}
+		for (int j = 0; j < e.ndays; j++)
+			if (e.days[j] >= lo && e.days[j] < hi)
+				all[n++] = e.days[j];
 	}
-	if (a->nevents == 1)
+	if (r.nevents == 1)
 		PG_RETURN_INT32(n);
 	qsort(all, n, sizeof(int32), int32_cmp);
 	for (int i = 0; i < n; i++)
@@ -1360,17 +1505,16 @@ Datum
 cdp_events(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	ActivityReader r;
+	ActivityEventRef e;
 
-	activity_check_header(a);
+	activity_arg(fcinfo, 0, &r);
 	InitMaterializedSRF(fcinfo, 0);
-	for (int i = 0; i < a->nevents; i++)
+	while (activity_next_event(&r, &e))
 	{
-		ActivityBuildEvent e;
 		Datum		values[5];
 		bool		nulls[5] = {0};
 
-		activity_unpack_event(a, i, &e);
 		values[0] = PointerGetDatum(cstring_to_text_with_len(e.name, e.name_len));
 		values[1] = Int64GetDatum(e.count);
 		values[2] = Float8GetDatum(e.sum);

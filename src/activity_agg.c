@@ -398,7 +398,7 @@ corrupt_state(void)
 }
 
 /* Pack the state into a summary (in the current memory context). */
-static ActivityHeader *
+static struct varlena *
 state_pack(ActState *st)
 {
 	ActivityBuildEvent *ev;
@@ -788,12 +788,16 @@ PG_FUNCTION_INFO_V1(cdp_activity_merge);
 Datum
 cdp_activity_merge(PG_FUNCTION_ARGS)
 {
-	ActivityHeader *a,
-			   *b;
+	ActivityReader ra,
+				rb;
+	ActivityEventRef xr,
+				yr;
 	ActivityBuildEvent *ev;
-	int			i = 0,
-				j = 0,
-				n = 0;
+	ActivityBuildEvent x,
+				y;
+	bool		has_x,
+				has_y;
+	int			n = 0;
 
 	if (PG_ARGISNULL(0) && PG_ARGISNULL(1))
 		PG_RETURN_NULL();
@@ -801,40 +805,31 @@ cdp_activity_merge(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(PG_GETARG_DATUM(1));
 	if (PG_ARGISNULL(1))
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
-	a = PG_GETARG_ACTIVITY_P(0);
-	b = PG_GETARG_ACTIVITY_P(1);
-	activity_check_header(a);
-	activity_check_header(b);
+	activity_reader_init(&ra, PG_GETARG_ACTIVITY_P(0), ERRCODE_DATA_CORRUPTED);
+	activity_reader_init(&rb, PG_GETARG_ACTIVITY_P(1), ERRCODE_DATA_CORRUPTED);
 
 	/* both are sorted by name: one linear pass */
-	ev = palloc(Max(a->nevents + b->nevents, 1) * sizeof(ActivityBuildEvent));
-	while (i < a->nevents || j < b->nevents)
+	ev = palloc(Max(ra.nevents + rb.nevents, 1) * sizeof(ActivityBuildEvent));
+	has_x = activity_next_event(&ra, &xr);
+	has_y = activity_next_event(&rb, &yr);
+	if (has_x)
+		activity_event_unpack(&xr, ERRCODE_DATA_CORRUPTED, &x);
+	if (has_y)
+		activity_event_unpack(&yr, ERRCODE_DATA_CORRUPTED, &y);
+	while (has_x || has_y)
 	{
-		ActivityBuildEvent x,
-					y;
-		int			r;
+		int			r = !has_x ? 1 : !has_y ? -1 : name_cmp(&x, &y);
 
-		if (i < a->nevents)
-			activity_unpack_event(a, i, &x);
-		if (j < b->nevents)
-			activity_unpack_event(b, j, &y);
-		r = i >= a->nevents ? 1 : j >= b->nevents ? -1 : name_cmp(&x, &y);
 		if (r < 0)
-		{
 			ev[n++] = x;
-			i++;
-		}
 		else if (r > 0)
-		{
 			ev[n++] = y;
-			j++;
-		}
 		else
-		{
 			merge_event(&x, &y, &ev[n++]);
-			i++;
-			j++;
-		}
+		if (r <= 0 && (has_x = activity_next_event(&ra, &xr)))
+			activity_event_unpack(&xr, ERRCODE_DATA_CORRUPTED, &x);
+		if (r >= 0 && (has_y = activity_next_event(&rb, &yr)))
+			activity_event_unpack(&yr, ERRCODE_DATA_CORRUPTED, &y);
 	}
 	PG_RETURN_ACTIVITY_P(activity_pack_sorted(ev, n));
 }
@@ -846,26 +841,28 @@ PG_FUNCTION_INFO_V1(cdp_activity_trim);
 Datum
 cdp_activity_trim(PG_FUNCTION_ARGS)
 {
-	ActivityHeader *a = PG_GETARG_ACTIVITY_P(0);
+	struct varlena *a = PG_GETARG_ACTIVITY_P(0);
 	TimestampTz before = PG_GETARG_TIMESTAMPTZ(1);
 	int32		cut;
 	ActivityBuildEvent *ev;
+	ActivityReader r;
+	ActivityEventRef ref;
 
-	activity_check_header(a);
+	activity_reader_init(&r, a, ERRCODE_DATA_CORRUPTED);
 	if (TIMESTAMP_IS_NOBEGIN(before))
 		PG_RETURN_ACTIVITY_P(a);
 	/* a day is folded only when it ends at or before "before" */
 	cut = TIMESTAMP_IS_NOEND(before) ? activity_max_day() + 1 : activity_day_of(before);
 	cut = Max(Min(cut, activity_max_day() + 1), activity_min_day());
 
-	ev = palloc(Max(a->nevents, 1) * sizeof(ActivityBuildEvent));
-	for (int i = 0; i < a->nevents; i++)
+	ev = palloc(Max(r.nevents, 1) * sizeof(ActivityBuildEvent));
+	while (activity_next_event(&r, &ref))
 	{
-		ActivityBuildEvent *e = &ev[i];
+		ActivityBuildEvent *e = &ev[r.next - 1];
 		int			k = 0;
 		int64		kept = 0;
 
-		activity_unpack_event(a, i, e);
+		activity_event_unpack(&ref, ERRCODE_DATA_CORRUPTED, e);
 		while (k < e->ndays && e->days[k] < cut)
 			k++;
 		if (k > 0)
@@ -882,5 +879,5 @@ cdp_activity_trim(PG_FUNCTION_ARGS)
 		if (kept < e->count)
 			e->trim_day = Max(e->trim_day, cut);
 	}
-	PG_RETURN_ACTIVITY_P(activity_pack_sorted(ev, a->nevents));
+	PG_RETURN_ACTIVITY_P(activity_pack_sorted(ev, r.nevents));
 }

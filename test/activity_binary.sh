@@ -91,5 +91,59 @@ if tail -3 "$dir/fuzz.out" | grep -q "trailing data"; then
   echo "ok - trailing bytes are rejected"
 else echo "not ok - trailing bytes are rejected"; fi
 
+# Stored bytes altered behind the type's back (a binary-coercible cast
+# stands in for a damaged page): every accessor must fail cleanly or
+# answer, never crash or read outside the value.
+res=$("${PSQL[@]}" 2>&1 <<'SQL'
+SET client_min_messages = warning;
+CREATE CAST (cdp.activity AS bytea) WITHOUT FUNCTION;
+CREATE CAST (bytea AS cdp.activity) WITHOUT FUNCTION;
+CREATE TABLE act_bin.mut AS
+  WITH raw AS (SELECT a::bytea AS b FROM act_bin.src WHERE pid IN ('small', 'unicode'))
+  SELECT substr(b, 1, i) AS m FROM raw, generate_series(0, length(b) - 1) i
+  UNION ALL
+  SELECT set_byte(b, i, x) FROM raw, generate_series(0, length(b) - 1) i,
+         LATERAL (VALUES (get_byte(b, i) # 1), (get_byte(b, i) # 128), (255), (0)) v(x)
+  WHERE x <> get_byte(b, i);
+DO $$
+DECLARE
+  r record;
+  x cdp.activity;
+  ok int := 0;
+  clean int := 0;
+  other text := '';
+BEGIN
+  FOR r IN SELECT m FROM act_bin.mut LOOP
+    x := r.m::cdp.activity;
+    BEGIN
+      PERFORM x::text, cdp.event_count(x, 'ab'), cdp.event_count(x, 'ab', '2025-01-01Z', '2025-02-15Z'),
+              cdp.event_sum(x, 'ab', '2025-02-01Z'), cdp.did(x, 'ab', 1, '30 days', '2025-03-02Z'),
+              cdp.did_not(x, 'c', 1, NULL, '2025-03-02Z'), cdp.first_seen(x), cdp.last_seen(x, 'c'),
+              cdp.active_days(x), cdp.active_days(x, 'ab', '2025-02-01Z'),
+              (SELECT count(*) FROM cdp.events(x)), cdp.activity_merge(x, x)::text,
+              cdp.activity_trim(x, '2025-02-10Z')::text, cdp.activity_send(x);
+      ok := ok + 1;
+    EXCEPTION
+      WHEN data_corrupted OR invalid_parameter_value OR numeric_value_out_of_range
+        OR datetime_field_overflow OR program_limit_exceeded THEN
+        clean := clean + 1;
+      WHEN OTHERS THEN
+        other := other || SQLSTATE || ' ' || SQLERRM || '; ';
+    END;
+  END LOOP;
+  RAISE WARNING 'result % % %', ok, clean, other;
+END $$;
+DROP CAST (cdp.activity AS bytea);
+DROP CAST (bytea AS cdp.activity);
+SQL
+)
+if "${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 && echo "$res" | grep -q 'result'; then
+  echo "ok - stored bytes truncated or altered: server still up ($(echo "$res" | sed -n 's/.*result \([0-9]*\) \([0-9]*\).*/\1 answered, \2 rejected/p'))"
+else echo "not ok - server survived altered stored bytes"; echo "$res" | head -5 | sed 's/^/# /'; fi
+if echo "$res" | grep -qE 'result [0-9]+ [1-9][0-9]* *$'; then
+  echo "ok - altered stored bytes fail with data errors, nothing else"
+else echo "not ok - altered stored bytes fail with data errors"; echo "$res" | grep result | cut -c1-600 | sed 's/^/# /'; fi
+
+"${PSQL[@]}" -c "DROP CAST IF EXISTS (cdp.activity AS bytea)" -c "DROP CAST IF EXISTS (bytea AS cdp.activity)" >/dev/null 2>&1
 "${PSQL[@]}" -c "DROP SCHEMA act_bin CASCADE" >/dev/null 2>&1
 exit 0
