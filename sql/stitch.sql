@@ -204,3 +204,21 @@ SELECT cdp.stitch_rules(cdp.stitch_rules()) = cdp.stitch_rules() AS default_rule
          = cdp.stitch_rules('{"limits": {"user_id": 1}}') AS limits_round_trip;
 SELECT cdp.stitch_rules('{"max_profile_size": null}') -> 'max_profile_size' AS no_cap;
 SELECT cdp.stitch_rules('{"max_profile_size": 0}');
+
+-- a graph large enough for the engine's arrays, hash table and string
+-- arena to grow onto huge pages (several MB each): user id u<k> with the
+-- anonymous ids of g = 2k and 2k + 1; exact counts, dense ids, every
+-- anonymous id with its user id
+CREATE TEMP TABLE stitch_big AS
+  SELECT * FROM cdp.stitch($$SELECT 'u' || (g / 2) AS user_id, 'anon-' || g || repeat('x', 20) AS anonymous_id
+                             FROM generate_series(1, 300000) g$$, '{"blocked": {}}');
+SELECT count(*) AS identifiers,
+       count(*) FILTER (WHERE kind = 'user_id') AS user_ids,
+       count(DISTINCT profile_id) AS profiles, max(profile_id) AS max_id
+FROM stitch_big;
+SELECT count(*) AS misplaced
+FROM stitch_big a
+LEFT JOIN stitch_big u
+  ON u.kind = 'user_id' AND u.value = 'u' || (substr(a.value, 6, length(a.value) - 25)::int / 2)
+WHERE a.kind = 'anonymous_id' AND u.profile_id IS DISTINCT FROM a.profile_id;
+DROP TABLE stitch_big;

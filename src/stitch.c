@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
+#include "hugemem.h"
 #include "stitch.h"
 #include "unionfind.h"
 
@@ -54,7 +55,8 @@
 	"{\"*\": [\"\", \"0\", \"-1\", \"null\", \"undefined\", \"anonymous\", " \
 	"{\"regex\": \"" ZEROS_REGEX "\"}, {\"regex\": \"" PLACEHOLDER_REGEX "\"}]}"
 #define DEFAULT_MAX_DEGREE 50
-#define ARENA_CHUNK (1024 * 1024)
+#define ARENA_CHUNK (64 * 1024)
+#define ARENA_CHUNK_MAX (16 * 1024 * 1024)
 #define NO_NODE PG_UINT32_MAX
 
 /* ---------------------------------------------------------------- rules */
@@ -573,6 +575,7 @@ struct StitchEngine
 
 	char	   *arena;
 	Size		arena_left;
+	Size		arena_chunk;	/* size of the last chunk */
 
 	bool		ordered;		/* limits or max_profile_size */
 	bool		any_max_degree;
@@ -612,6 +615,7 @@ static inline uint32 ident_hash_of(StitchEngine *e, uint32 node);
 static inline bool ident_equal(StitchEngine *e, uint32 a, uint32 b);
 
 #define SH_PREFIX ident
+#define SH_USE_NONDEFAULT_ALLOCATOR
 #define SH_ELEMENT_TYPE IdentEntry
 #define SH_KEY_TYPE uint32
 #define SH_KEY node
@@ -625,6 +629,7 @@ static inline bool ident_equal(StitchEngine *e, uint32 a, uint32 b);
 #include "lib/simplehash.h"
 
 #define SH_PREFIX edge
+#define SH_USE_NONDEFAULT_ALLOCATOR
 #define SH_ELEMENT_TYPE EdgeEntry
 #define SH_KEY_TYPE uint64
 #define SH_KEY key
@@ -635,6 +640,40 @@ static inline bool ident_equal(StitchEngine *e, uint32 a, uint32 b);
 #define SH_DECLARE
 #define SH_DEFINE
 #include "lib/simplehash.h"
+
+/* hash table arrays: zeroed after the huge-page advice, not before */
+static inline void *
+hash_array_alloc(MemoryContext cxt, Size size)
+{
+	void	   *p = cdp_alloc_huge(cxt, size);
+
+	memset(p, 0, size);
+	return p;
+}
+
+static inline void *
+ident_allocate(ident_hash *tb, Size size)
+{
+	return hash_array_alloc(tb->ctx, size);
+}
+
+static inline void
+ident_free(ident_hash *tb, void *p)
+{
+	pfree(p);
+}
+
+static inline void *
+edge_allocate(edge_hash *tb, Size size)
+{
+	return hash_array_alloc(tb->ctx, size);
+}
+
+static inline void
+edge_free(edge_hash *tb, void *p)
+{
+	pfree(p);
+}
 
 /*
  * simplehash hashes a key only to look it up (it keeps the hash of stored
@@ -696,10 +735,10 @@ stitch_create(const StitchRules *rules)
 	e->maxkinds = 16;
 	e->kinds = palloc0(sizeof(StitchKind) * e->maxkinds);
 	e->nodecap = 1024;
-	e->nodes = MemoryContextAllocHuge(mcxt, sizeof(StitchNode) * (Size) e->nodecap);
+	e->nodes = cdp_alloc_huge(mcxt, sizeof(StitchNode) * (Size) e->nodecap);
 	if (e->any_max_degree)
 	{
-		e->degree = MemoryContextAllocHuge(mcxt, sizeof(uint32) * (Size) e->nodecap);
+		e->degree = cdp_alloc_huge(mcxt, sizeof(uint32) * (Size) e->nodecap);
 		e->edges = edge_create(mcxt, 1024, e);
 	}
 	e->idents = ident_create(mcxt, 1024, e);
@@ -850,9 +889,9 @@ grow_nodes(StitchEngine *e)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many distinct identifiers")));
-	e->nodes = repalloc_huge(e->nodes, sizeof(StitchNode) * newcap);
+	e->nodes = cdp_realloc_huge(e->nodes, sizeof(StitchNode) * newcap);
 	if (e->degree)
-		e->degree = repalloc_huge(e->degree, sizeof(uint32) * newcap);
+		e->degree = cdp_realloc_huge(e->degree, sizeof(uint32) * newcap);
 	e->nodecap = (uint32) newcap;
 }
 
@@ -865,8 +904,10 @@ arena_copy(StitchEngine *e, const char *s, uint32 len)
 		return memcpy(MemoryContextAllocHuge(e->mcxt, len + 1), s, len);
 	if (e->arena_left < len)
 	{
-		e->arena = MemoryContextAlloc(e->mcxt, ARENA_CHUNK);
-		e->arena_left = ARENA_CHUNK;
+		/* chunks grow with the arena, so large inputs get huge pages */
+		e->arena_chunk = Min(Max(e->arena_chunk * 2, ARENA_CHUNK), ARENA_CHUNK_MAX);
+		e->arena = cdp_alloc_huge(e->mcxt, e->arena_chunk);
+		e->arena_left = e->arena_chunk;
 	}
 	p = e->arena;
 	memcpy(p, s, len);
@@ -951,14 +992,14 @@ store_row(StitchEngine *e, const uint32 *ids, int n, TimestampTz at, bool at_nul
 	if (e->nrows == e->rowcap)
 	{
 		e->rowcap = Max(e->rowcap * 2, 1024);
-		e->rows = e->rows ? repalloc_huge(e->rows, sizeof(StoredRow) * e->rowcap)
-			: MemoryContextAllocHuge(e->mcxt, sizeof(StoredRow) * e->rowcap);
+		e->rows = e->rows ? cdp_realloc_huge(e->rows, sizeof(StoredRow) * e->rowcap)
+			: cdp_alloc_huge(e->mcxt, sizeof(StoredRow) * e->rowcap);
 	}
 	while (e->npool + n > e->poolcap)
 	{
 		e->poolcap = Max(e->poolcap * 2, 4096);
-		e->pool = e->pool ? repalloc_huge(e->pool, sizeof(uint32) * e->poolcap)
-			: MemoryContextAllocHuge(e->mcxt, sizeof(uint32) * e->poolcap);
+		e->pool = e->pool ? cdp_realloc_huge(e->pool, sizeof(uint32) * e->poolcap)
+			: cdp_alloc_huge(e->mcxt, sizeof(uint32) * e->poolcap);
 	}
 	r = &e->rows[e->nrows++];
 	r->at = at;
@@ -1101,8 +1142,8 @@ add_demotion(StitchEngine *e, uint32 node, uint32 other, const StoredRow *r,
 	{
 		e->demcap = Max(e->demcap * 2, 256);
 		e->demotions = e->demotions
-			? repalloc_huge(e->demotions, sizeof(Demotion) * e->demcap)
-			: MemoryContextAllocHuge(e->mcxt, sizeof(Demotion) * e->demcap);
+			? cdp_realloc_huge(e->demotions, sizeof(Demotion) * e->demcap)
+			: cdp_alloc_huge(e->mcxt, sizeof(Demotion) * e->demcap);
 	}
 	d = &e->demotions[e->ndemotions++];
 	d->node = node;
@@ -1259,7 +1300,7 @@ stitch_finish(StitchEngine *e)
 	}
 
 	/* canonical member of each profile, then number profiles by it */
-	e->profile = MemoryContextAllocHuge(e->mcxt, sizeof(uint32) * Max(e->nnodes, 1));
+	e->profile = cdp_alloc_huge(e->mcxt, sizeof(uint32) * Max(e->nnodes, 1));
 	memset(e->profile, 0xFF, sizeof(uint32) * (Size) e->nnodes);
 	for (i = 0; i < e->nnodes; i++)
 	{
@@ -1280,7 +1321,7 @@ stitch_finish(StitchEngine *e)
 		else if (node_cmp(e, i, e->profile[rt]) < 0)
 			e->profile[rt] = i;
 	}
-	reps = MemoryContextAllocHuge(e->mcxt, sizeof(uint32) * Max(nreps, 1));
+	reps = cdp_alloc_huge(e->mcxt, sizeof(uint32) * Max(nreps, 1));
 	nreps = 0;
 	for (i = 0; i < e->nnodes; i++)
 		if (!(e->nodes[i].flags & NODE_EXCLUDED) && e->uf->parent[i] == i)

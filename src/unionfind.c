@@ -14,6 +14,7 @@
 
 #include "utils/memutils.h"
 
+#include "hugemem.h"
 #include "unionfind.h"
 
 UnionFind *
@@ -24,10 +25,10 @@ uf_create(uint32 capacity, int ncounters)
 	uf->mcxt = CurrentMemoryContext;
 	uf->capacity = Max(capacity, 1024);
 	uf->ncounters = ncounters;
-	uf->parent = MemoryContextAllocHuge(uf->mcxt, sizeof(uint32) * (Size) uf->capacity);
-	uf->size = MemoryContextAllocHuge(uf->mcxt, sizeof(uint32) * (Size) uf->capacity);
+	uf->parent = cdp_alloc_huge(uf->mcxt, sizeof(uint32) * (Size) uf->capacity);
+	uf->size = cdp_alloc_huge(uf->mcxt, sizeof(uint32) * (Size) uf->capacity);
 	if (ncounters > 0)
-		uf->counters = MemoryContextAllocHuge(uf->mcxt,
+		uf->counters = cdp_alloc_huge(uf->mcxt,
 											  sizeof(int32) * (Size) uf->capacity * ncounters);
 	return uf;
 }
@@ -49,10 +50,10 @@ uf_add(UnionFind *uf)
 					 errmsg("too many distinct identifiers"),
 					 errdetail("At most %u distinct identifiers can be stitched at once.",
 							   PG_UINT32_MAX - 1)));
-		uf->parent = repalloc_huge(uf->parent, sizeof(uint32) * newcap);
-		uf->size = repalloc_huge(uf->size, sizeof(uint32) * newcap);
+		uf->parent = cdp_realloc_huge(uf->parent, sizeof(uint32) * newcap);
+		uf->size = cdp_realloc_huge(uf->size, sizeof(uint32) * newcap);
 		if (uf->ncounters > 0)
-			uf->counters = repalloc_huge(uf->counters,
+			uf->counters = cdp_realloc_huge(uf->counters,
 										 sizeof(int32) * newcap * uf->ncounters);
 		uf->capacity = (uint32) newcap;
 	}

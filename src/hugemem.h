@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ *
+ * hugemem.h
+ *	  Large working arrays on transparent huge pages, where the kernel
+ *	  offers them.
+ *
+ * Stitching keeps arrays of hundreds of megabytes that are filled once and
+ * then read at random.  With 4 kB pages every first touch is a page fault
+ * and random reads miss the TLB; asking for 2 MB pages (MADV_HUGEPAGE)
+ * cuts both.  Only whole 2 MB ranges inside an allocation are advised, so
+ * neighbouring memory is unaffected, and the advice is a no-op where
+ * transparent huge pages are off or unsupported.  Advise before the first
+ * touch: pages already faulted in stay small.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CDP_HUGEMEM_H
+#define CDP_HUGEMEM_H
+
+#include <sys/mman.h>
+
+#define CDP_HUGE_PAGE	((Size) 2 * 1024 * 1024)
+
+static inline void
+cdp_advise_huge(void *p, Size size)
+{
+#ifdef MADV_HUGEPAGE
+	uintptr_t	lo = TYPEALIGN(CDP_HUGE_PAGE, (uintptr_t) p);
+	uintptr_t	hi = TYPEALIGN_DOWN(CDP_HUGE_PAGE, (uintptr_t) p + size);
+
+	if (hi > lo)
+		(void) madvise((void *) lo, hi - lo, MADV_HUGEPAGE);
+#endif
+}
+
+/* MemoryContextAllocHuge, advised */
+static inline void *
+cdp_alloc_huge(MemoryContext cxt, Size size)
+{
+	void	   *p = MemoryContextAllocHuge(cxt, size);
+
+	cdp_advise_huge(p, size);
+	return p;
+}
+
+/* repalloc_huge, advised (the grown part is not touched yet) */
+static inline void *
+cdp_realloc_huge(void *p, Size size)
+{
+	p = repalloc_huge(p, size);
+	cdp_advise_huge(p, size);
+	return p;
+}
+
+#endif							/* CDP_HUGEMEM_H */
