@@ -82,7 +82,9 @@ CREATE TABLE cdp.profiles (
   created_at timestamptz NOT NULL,
   updated_at timestamptz NOT NULL,
   identifier_count integer NOT NULL
-);
+) WITH (fillfactor = 90);
+-- refreshes rewrite identifier_count and updated_at of the profiles they
+-- reach: room on each page keeps those updates HOT (no index entry)
 COMMENT ON TABLE cdp.profiles IS
   'current profiles; an id stays with its identifiers (merges keep the smallest, splits keep it on the largest part)';
 
