@@ -369,6 +369,7 @@ typedef struct LinkArg
 {
 	i64map_hash *missing;		/* far ends not loaded yet */
 	bool		collect;		/* buffer rows until the far ends are in */
+	bool		sided;			/* rows say which end was looked up */
 	int64	   *a;
 	int64	   *b;
 	TimestampTz *at;
@@ -414,6 +415,15 @@ link_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
 	int64		b = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
 	TimestampTz at = DatumGetTimestampTz(heap_getattr(tup, 3, desc, &isnull));
 
+	/* found from its b end: drop it if its a end was looked up as well */
+	if (la->sided && DatumGetInt32(heap_getattr(tup, 4, desc, &isnull)) == 2)
+	{
+		I64Entry   *e = i64map_lookup(g->byid, a);
+
+		if (e && g->nodes[e->val].internal && g->nodes[e->val].since == g->round &&
+			g->nodes[e->val].pending < 0)
+			return;
+	}
 	if (la->collect)
 	{
 		bool		found;
@@ -1739,15 +1749,15 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			values[1] = int8_array(tarr, nt);
 			/* joins with unnest(): the planner never walks the arrays */
 			if (ns + nt > 0)
-				for_each_row(g, "WITH t AS (SELECT DISTINCT id FROM unnest($2::int8[]) AS u(id)),"
-							 " p AS (SELECT id FROM unnest($1::int8[]) AS u(id)"
-							 " UNION SELECT i.profile_id FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id"
-							 " WHERE i.profile_id IS NOT NULL)"
+				for_each_row(g, "WITH t AS MATERIALIZED (SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+							 " FROM cdp.identifiers i JOIN unnest($2::int8[]) AS u(id)"
+							 " ON i.identifier_id = u.id)"
 							 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
-							 " FROM cdp.identifiers i JOIN p ON i.profile_id = p.id"
-							 " UNION"
-							 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
-							 " FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id",
+							 " FROM cdp.identifiers i JOIN (SELECT id FROM unnest($1::int8[]) AS u(id)"
+							 " UNION SELECT t.profile_id FROM t WHERE t.profile_id IS NOT NULL) p"
+							 " ON i.profile_id = p.id"
+							 " UNION ALL"
+							 " SELECT * FROM t WHERE t.profile_id IS NULL",
 							 2, argtypes, values, node_row, &internal);
 		}
 		if (round == 0)
@@ -1761,6 +1771,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			}
 
 		la.collect = false;
+		la.sided = false;
 		la.missing = NULL;
 		la.a = la.b = NULL;
 		la.at = NULL;
@@ -1793,11 +1804,13 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			/* far ends first, so that every link finds both its nodes */
 			la.collect = true;
 			la.missing = i64map_create(g->mcxt, 1024, NULL);
+			/* a link between two of them comes twice: link_row drops one */
+			la.sided = true;
 			if (nids > 0)
-				for_each_row(g, "SELECT l.a, l.b, l.first_seen"
+				for_each_row(g, "SELECT l.a, l.b, l.first_seen, 1"
 							 " FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.a = u.id"
-							 " UNION"
-							 " SELECT l.a, l.b, l.first_seen"
+							 " UNION ALL"
+							 " SELECT l.a, l.b, l.first_seen, 2"
 							 " FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.b = u.id",
 							 1, argtypes, values, link_row, &la);
 			if (la.missing->members > 0)
