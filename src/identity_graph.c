@@ -41,6 +41,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type_d.h"
 #include "common/hashfn.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -851,6 +852,23 @@ typedef struct SeenMove
 	TimestampTz l;
 } SeenMove;
 
+/*
+ * Do new rows seen from f to l widen a stored range [sf, sl] by more than
+ * the granularity?
+ */
+static inline bool
+seen_widens(TimestampTz f, TimestampTz l, TimestampTz sf, TimestampTz sl, int64 grain)
+{
+	int64		lo;
+	int64		hi;
+
+	if (pg_sub_s64_overflow(sf, grain, &lo))
+		lo = PG_INT64_MIN;
+	if (pg_add_s64_overflow(sl, grain, &hi))
+		hi = PG_INT64_MAX;
+	return f < lo || l > hi;
+}
+
 static int
 seenmove_cmp(const void *pa, const void *pb)
 {
@@ -971,6 +989,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	int			n;
 	SeenMove   *moves;
 	int			nmoves;
+	int64		grain = 0;		/* cdp.set_seen_granularity(), microseconds */
 
 	st->g = g = graph_create(keep, kinds, nkinds);
 	MemoryContextSwitchTo(g->mcxt);
@@ -989,6 +1008,12 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	st->dead = MemoryContextAllocHuge(g->mcxt, sizeof(bool) * Max(g->nnodes, 1));
 	memset(st->existed, 0, sizeof(bool) * g->nnodes);
 	memset(st->dead, 0, sizeof(bool) * g->nnodes);
+
+	if (SPI_execute("SELECT (extract(epoch FROM seen_granularity) * 1000000)::int8"
+					" FROM cdp.identity_settings", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.identity_settings");
+	if (SPI_processed > 0)
+		grain = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	/* never analyzed (e.g. right after the first refresh): guess from its size */
 	if (SPI_execute("SELECT NOT EXISTS (SELECT FROM cdp.identifiers),"
@@ -1066,7 +1091,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 
 			g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 			st->existed[x] = true;
-			if (st->first_seen[x] < f || st->last_seen[x] > l)
+			if (seen_widens(st->first_seen[x], st->last_seen[x], f, l, grain))
 			{
 				SeenMove   *m = &moves[nmoves++];
 
@@ -1177,7 +1202,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 				TimestampTz l = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 
 				sl->existed = true;
-				if (sl->first_seen < f || sl->last_seen > l)
+				if (seen_widens(sl->first_seen, sl->last_seen, f, l, grain))
 				{
 					SeenMove   *mv = &moves[nmoves++];
 
