@@ -316,6 +316,9 @@ BEGIN
   ON CONFLICT ON CONSTRAINT identity_kinds_pkey DO UPDATE SET ttl = excluded.ttl;
 END
 $$;
+COMMENT ON FUNCTION cdp.set_kind_ttl(text, interval) IS
+  'time-to-live of an identifier kind (NULL: none): at each refresh, links and identifiers of that kind not seen within it are dropped';
+
 CREATE FUNCTION cdp.set_seen_granularity(granularity interval)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
@@ -335,9 +338,6 @@ END
 $$;
 COMMENT ON FUNCTION cdp.set_seen_granularity(interval) IS
   'a refresh moves first_seen/last_seen of a known identifier or link only when its rows widen them by more than this (NULL or 0: exact); fewer row updates for frequent refreshes, at the price of values up to that much out of date';
-
-COMMENT ON FUNCTION cdp.set_kind_ttl(text, interval) IS
-  'time-to-live of an identifier kind (NULL: none): at each refresh, links and identifiers of that kind not seen within it are dropped';
 
 -- ---------------------------------------------------------------- sources
 

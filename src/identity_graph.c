@@ -884,7 +884,7 @@ seenmove_cmp(const void *pa, const void *pb)
  * of one page are updated together.  The key is checked too; should a row
  * have moved since the lookup (only cdp's functions write these tables,
  * under the advisory lock, so it does not), the batch is redone by key
- * (least/greatest make that idempotent).
+ * (least/greatest make either statement idempotent).
  */
 static void
 write_moves(SeenMove *moves, int n, bool links, MemoryContext tmp)
@@ -937,11 +937,13 @@ write_moves(SeenMove *moves, int n, bool links, MemoryContext tmp)
 		(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 		exec_batch(links ?
-				   "UPDATE cdp.identity_links l SET first_seen = u.f, last_seen = u.l"
+				   "UPDATE cdp.identity_links l"
+				   " SET first_seen = least(l.first_seen, u.f), last_seen = greatest(l.last_seen, u.l)"
 				   " FROM unnest($1::tid[], $2::int8[], $3::int8[], $4::timestamptz[],"
 				   " $5::timestamptz[]) AS u(t, a, b, f, l)"
 				   " WHERE l.ctid = u.t AND l.a = u.a AND l.b = u.b" :
-				   "UPDATE cdp.identifiers i SET first_seen = u.f, last_seen = u.l"
+				   "UPDATE cdp.identifiers i"
+				   " SET first_seen = least(i.first_seen, u.f), last_seen = greatest(i.last_seen, u.l)"
 				   " FROM unnest($1::tid[], $2::int8[], $3::int8[], $4::timestamptz[],"
 				   " $5::timestamptz[]) AS u(t, id, x, f, l)"
 				   " WHERE i.ctid = u.t AND i.identifier_id = u.id",
@@ -1013,7 +1015,8 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 					" FROM cdp.identity_settings", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read cdp.identity_settings");
 	if (SPI_processed > 0)
-		grain = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		grain = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											&isnull));
 
 	/* never analyzed (e.g. right after the first refresh): guess from its size */
 	if (SPI_execute("SELECT NOT EXISTS (SELECT FROM cdp.identifiers),"
@@ -1095,7 +1098,8 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			{
 				SeenMove   *m = &moves[nmoves++];
 
-				ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 3, &isnull)), &m->tid);
+				ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 3, &isnull)),
+								&m->tid);
 				m->a = g->nodes[x].id;
 				m->b = 0;
 				m->f = Min(st->first_seen[x], f);
@@ -1164,7 +1168,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			nk++;
 		}
 		qsort(kn, nk, sizeof(NewLink), newlink_cmp);
-		if (nk > nmoves)
+		if ((uint32) nk > Max(g->nnodes, 1))
 			moves = repalloc_huge(moves, sizeof(SeenMove) * nk);
 		nmoves = 0;
 		for (j = 0; j < nk; j += WRITE_BATCH)
@@ -1206,7 +1210,8 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 				{
 					SeenMove   *mv = &moves[nmoves++];
 
-					ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)), &mv->tid);
+					ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
+									&mv->tid);
 					mv->a = nl->a;
 					mv->b = nl->b;
 					mv->f = Min(sl->first_seen, f);
