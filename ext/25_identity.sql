@@ -17,10 +17,11 @@ COMMENT ON SEQUENCE cdp.identity_override_id_seq IS 'override ids of cdp.identit
 CREATE TABLE cdp.identity_settings (
   singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
   rules jsonb,
+  seen_granularity interval NOT NULL DEFAULT interval '0' CHECK (seen_granularity >= interval '0'),
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE cdp.identity_settings IS
-  'the stitching rules of the managed identity graph (one row; none or NULL rules: the engine''s defaults); set with cdp.set_rules()';
+  'the stitching rules of the managed identity graph (one row; none or NULL rules: the engine''s defaults), set with cdp.set_rules(), and the granularity of first_seen/last_seen, set with cdp.set_seen_granularity()';
 
 CREATE TABLE cdp.identity_kinds (
   kind text PRIMARY KEY,
@@ -82,7 +83,9 @@ CREATE TABLE cdp.profiles (
   created_at timestamptz NOT NULL,
   updated_at timestamptz NOT NULL,
   identifier_count integer NOT NULL
-);
+) WITH (fillfactor = 90);
+-- refreshes rewrite identifier_count and updated_at of the profiles they
+-- reach: room on each page keeps those updates HOT (no index entry)
 COMMENT ON TABLE cdp.profiles IS
   'current profiles; an id stays with its identifiers (merges keep the smallest, splits keep it on the largest part)';
 
@@ -315,6 +318,26 @@ END
 $$;
 COMMENT ON FUNCTION cdp.set_kind_ttl(text, interval) IS
   'time-to-live of an identifier kind (NULL: none): at each refresh, links and identifiers of that kind not seen within it are dropped';
+
+CREATE FUNCTION cdp.set_seen_granularity(granularity interval)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM cdp.identity_lock();
+  IF granularity < interval '0' THEN
+    RAISE EXCEPTION 'invalid granularity "%" for first_seen/last_seen', granularity
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Give an interval of zero or more, or NULL for exact.';
+  END IF;
+  INSERT INTO cdp.identity_settings AS s (seen_granularity, updated_at)
+  VALUES (coalesce(granularity, interval '0'), now())
+  ON CONFLICT (singleton) DO UPDATE SET seen_granularity = excluded.seen_granularity,
+                                        updated_at = excluded.updated_at;
+END
+$$;
+COMMENT ON FUNCTION cdp.set_seen_granularity(interval) IS
+  'a refresh moves first_seen/last_seen of a known identifier or link only when its rows widen them by more than this (NULL or 0: exact); fewer row updates for frequent refreshes, at the price of values up to that much out of date';
 
 -- ---------------------------------------------------------------- sources
 
@@ -568,6 +591,7 @@ COMMENT ON FUNCTION cdp.remove_override(bigint) IS
 
 REVOKE ALL ON FUNCTION cdp.set_rules(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdp.set_kind_ttl(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdp.set_seen_granularity(interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdp.add_source(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdp.drop_source(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdp.refresh_identities() FROM PUBLIC;

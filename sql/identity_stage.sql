@@ -128,6 +128,29 @@ JOIN cdp.stitch($$
         UNION ALL SELECT i.identifier_id, 0, NULL, i.kind, i.value FROM cdp.identifiers i) x
   GROUP BY a, b $$, (SELECT rules FROM cdp.identity_settings)) s USING (kind, value);
 
+-- first_seen/last_seen granularity: with one day, a refresh moves them only
+-- when its rows widen them by more than a day; NULL makes them exact again
+SELECT cdp.set_seen_granularity('1 day');
+SELECT seen_granularity FROM cdp.identity_settings;
+INSERT INTO ids_a VALUES ('g1', 'g1@example.com', '2026-04-01 10:00+00');
+SELECT identifiers_added, links_added FROM cdp.refresh_identities();
+-- ten hours later: nothing moves
+INSERT INTO ids_a VALUES ('g1', 'g1@example.com', '2026-04-01 20:00+00');
+SELECT identifiers_added, links_added FROM cdp.refresh_identities();
+SELECT kind, value, first_seen, last_seen FROM cdp.identifiers WHERE value LIKE 'g1%' ORDER BY 1;
+SELECT * FROM ids_links WHERE end1 LIKE 'g1%';
+-- two days later: g1 moves, the e-mail and the link (not in the row) stay
+INSERT INTO ids_a VALUES ('g1', NULL, '2026-04-03 10:00+00');
+SELECT identifiers_added, links_added FROM cdp.refresh_identities();
+SELECT kind, value, first_seen, last_seen FROM cdp.identifiers WHERE value LIKE 'g1%' ORDER BY 1;
+SELECT cdp.set_seen_granularity('-1 hour');
+SELECT cdp.set_seen_granularity(NULL);
+-- exact again: an hour moves the identifiers and the link
+INSERT INTO ids_a VALUES ('g1', 'g1@example.com', '2026-04-03 11:00+00');
+SELECT identifiers_added, links_added FROM cdp.refresh_identities();
+SELECT kind, value, first_seen, last_seen FROM cdp.identifiers WHERE value LIKE 'g1%' ORDER BY 1;
+SELECT * FROM ids_links WHERE end1 LIKE 'g1%';
+
 -- clean up
 SELECT cdp.drop_source(name) FROM cdp.identity_sources ORDER BY name;
 SELECT cdp.set_rules(NULL) IS NOT NULL AS reset;

@@ -41,10 +41,12 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type_d.h"
 #include "common/hashfn.h"
+#include "common/int.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/itemptr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -368,6 +370,7 @@ typedef struct LinkArg
 {
 	i64map_hash *missing;		/* far ends not loaded yet */
 	bool		collect;		/* buffer rows until the far ends are in */
+	bool		sided;			/* rows say which end was looked up */
 	int64	   *a;
 	int64	   *b;
 	TimestampTz *at;
@@ -413,6 +416,15 @@ link_row(Graph *g, HeapTuple tup, TupleDesc desc, void *arg)
 	int64		b = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
 	TimestampTz at = DatumGetTimestampTz(heap_getattr(tup, 3, desc, &isnull));
 
+	/* found from its b end: drop it if its a end was looked up as well */
+	if (la->sided && DatumGetInt32(heap_getattr(tup, 4, desc, &isnull)) == 2)
+	{
+		I64Entry   *e = i64map_lookup(g->byid, a);
+
+		if (e && g->nodes[e->val].internal && g->nodes[e->val].since == g->round &&
+			g->nodes[e->val].pending < 0)
+			return;
+	}
 	if (la->collect)
 	{
 		bool		found;
@@ -603,6 +615,7 @@ typedef struct StageLink
 	TimestampTz last_seen;
 	const char *source;
 	bool		existed;
+	bool		inserted;		/* new, written before the recomputation */
 } StageLink;
 
 typedef struct Stage
@@ -829,6 +842,131 @@ exec_batch(const char *sql, int nargs, Oid *argtypes, Datum *values, int expect)
 		elog(ERROR, "could not run \"%s\"", sql);
 }
 
+/* A stored row whose first_seen/last_seen moves: where it is and its range */
+typedef struct SeenMove
+{
+	ItemPointerData tid;
+	int64		a;				/* identifier_id, or the link's a */
+	int64		b;				/* the link's b */
+	TimestampTz f;
+	TimestampTz l;
+} SeenMove;
+
+/*
+ * Do new rows seen from f to l widen a stored range [sf, sl] by more than
+ * the granularity?
+ */
+static inline bool
+seen_widens(TimestampTz f, TimestampTz l, TimestampTz sf, TimestampTz sl, int64 grain)
+{
+	int64		lo;
+	int64		hi;
+
+	if (pg_sub_s64_overflow(sf, grain, &lo))
+		lo = PG_INT64_MIN;
+	if (pg_add_s64_overflow(sl, grain, &hi))
+		hi = PG_INT64_MAX;
+	return f < lo || l > hi;
+}
+
+static int
+seenmove_cmp(const void *pa, const void *pb)
+{
+	const SeenMove *x = pa;
+	const SeenMove *y = pb;
+
+	return ItemPointerCompare((ItemPointer) &x->tid, (ItemPointer) &y->tid);
+}
+
+/*
+ * Move first_seen/last_seen of the rows found by the lookup, in heap order:
+ * a tid join fetches each row without an index probe, and consecutive rows
+ * of one page are updated together.  The key is checked too; should a row
+ * have moved since the lookup (only cdp's functions write these tables,
+ * under the advisory lock, so it does not), the batch is redone by key
+ * (least/greatest make either statement idempotent).
+ */
+static void
+write_moves(SeenMove *moves, int n, bool links, MemoryContext tmp)
+{
+	int			j;
+
+	if (n == 0)
+		return;
+	qsort(moves, n, sizeof(SeenMove), seenmove_cmp);
+	for (j = 0; j < n; j += WRITE_BATCH)
+	{
+		int			nb = Min(WRITE_BATCH, n - j);
+		Datum	   *tids;
+		int64	   *a;
+		int64	   *b;
+		TimestampTz *fs;
+		TimestampTz *ls;
+		int			m;
+		Oid			argtypes[5] = {TIDARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+		TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+		Datum		values[5];
+		MemoryContext old = MemoryContextSwitchTo(tmp);
+		int			guc_level;
+
+		tids = palloc(sizeof(Datum) * nb);
+		a = palloc(sizeof(int64) * nb);
+		b = palloc(sizeof(int64) * nb);
+		fs = palloc(sizeof(TimestampTz) * nb);
+		ls = palloc(sizeof(TimestampTz) * nb);
+		for (m = 0; m < nb; m++)
+		{
+			SeenMove   *mv = &moves[j + m];
+
+			tids[m] = PointerGetDatum(&mv->tid);
+			a[m] = mv->a;
+			b[m] = mv->b;
+			fs[m] = mv->f;
+			ls[m] = mv->l;
+		}
+		values[0] = PointerGetDatum(construct_array(tids, nb, TIDOID, sizeof(ItemPointerData),
+													false, TYPALIGN_SHORT));
+		values[1] = int8_array(a, nb);
+		values[2] = int8_array(b, nb);
+		values[3] = ts_array(fs, nb);
+		values[4] = ts_array(ls, nb);
+		/* the key's index would look cheaper than the tid to the planner */
+		guc_level = NewGUCNestLevel();
+		(void) set_config_option("enable_indexscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("enable_bitmapscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		exec_batch(links ?
+				   "UPDATE cdp.identity_links l"
+				   " SET first_seen = least(l.first_seen, u.f), last_seen = greatest(l.last_seen, u.l)"
+				   " FROM unnest($1::tid[], $2::int8[], $3::int8[], $4::timestamptz[],"
+				   " $5::timestamptz[]) AS u(t, a, b, f, l)"
+				   " WHERE l.ctid = u.t AND l.a = u.a AND l.b = u.b" :
+				   "UPDATE cdp.identifiers i"
+				   " SET first_seen = least(i.first_seen, u.f), last_seen = greatest(i.last_seen, u.l)"
+				   " FROM unnest($1::tid[], $2::int8[], $3::int8[], $4::timestamptz[],"
+				   " $5::timestamptz[]) AS u(t, id, x, f, l)"
+				   " WHERE i.ctid = u.t AND i.identifier_id = u.id",
+				   5, argtypes, values, SPI_OK_UPDATE);
+		AtEOXact_GUC(true, guc_level);
+		if (SPI_processed != (uint64) nb)
+			exec_batch(links ?
+					   "UPDATE cdp.identity_links l"
+					   " SET first_seen = least(l.first_seen, u.f), last_seen = greatest(l.last_seen, u.l)"
+					   " FROM unnest($1::tid[], $2::int8[], $3::int8[], $4::timestamptz[],"
+					   " $5::timestamptz[]) AS u(t, a, b, f, l)"
+					   " WHERE l.a = u.a AND l.b = u.b" :
+					   "UPDATE cdp.identifiers i"
+					   " SET first_seen = least(i.first_seen, u.f), last_seen = greatest(i.last_seen, u.l)"
+					   " FROM unnest($1::tid[], $2::int8[], $3::int8[], $4::timestamptz[],"
+					   " $5::timestamptz[]) AS u(t, id, x, f, l)"
+					   " WHERE i.identifier_id = u.id",
+					   5, argtypes, values, SPI_OK_UPDATE);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(tmp);
+	}
+}
+
 /*
  * Fold cdp_stage, write what can be written before the recomputation and
  * fill T (identifiers to recompute) and S/given (profiles).
@@ -851,6 +989,9 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	bool	   *has_cutoff;
 	bool		any_ttl = false;
 	int			n;
+	SeenMove   *moves;
+	int			nmoves;
+	int64		grain = 0;		/* cdp.set_seen_granularity(), microseconds */
 
 	st->g = g = graph_create(keep, kinds, nkinds);
 	MemoryContextSwitchTo(g->mcxt);
@@ -869,6 +1010,13 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	st->dead = MemoryContextAllocHuge(g->mcxt, sizeof(bool) * Max(g->nnodes, 1));
 	memset(st->existed, 0, sizeof(bool) * g->nnodes);
 	memset(st->dead, 0, sizeof(bool) * g->nnodes);
+
+	if (SPI_execute("SELECT (extract(epoch FROM seen_granularity) * 1000000)::int8"
+					" FROM cdp.identity_settings", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read cdp.identity_settings");
+	if (SPI_processed > 0)
+		grain = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											&isnull));
 
 	/* never analyzed (e.g. right after the first refresh): guess from its size */
 	if (SPI_execute("SELECT NOT EXISTS (SELECT FROM cdp.identifiers),"
@@ -891,102 +1039,78 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 								 GUC_ACTION_SAVE, true, 0, false);
 		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
+		(void) set_config_option("enable_memoize", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	}
 
 	/*
-	 * Known identifiers: move first_seen/last_seen where they moved, then
-	 * look up the ids of the others (new, or seen within the stored range).
+	 * Known identifiers: look up their ids (and where their rows are), then
+	 * move first_seen/last_seen of those whose range the new rows widen.
+	 * Probes in index order touch each index page once; the updates go in
+	 * heap order, by tid, without a second index probe.
 	 */
-	/* probes in index order touch each index page once */
 	byvalue = palloc(sizeof(uint32) * Max(g->nnodes, 1));
 	for (i = 0; i < g->nnodes; i++)
 		byvalue[i] = i;
 	if (!graph_empty)
 		qsort_arg(byvalue, g->nnodes, sizeof(uint32), node_value_cmp, g);
+	moves = MemoryContextAllocHuge(g->mcxt, sizeof(SeenMove) * Max(g->nnodes, 1));
+	nmoves = 0;
 	for (i = 0; !graph_empty && i < g->nnodes; i += WRITE_BATCH)
 	{
 		int			nb = Min(WRITE_BATCH, g->nnodes - i);
 		char	  **k;
 		char	  **v;
-		TimestampTz *fs;
-		TimestampTz *ls;
-		uint32	   *which;
-		int			nw = 0;
 		int			j;
 		uint64		r;
+		Oid			argtypes[2] = {TEXTARRAYOID, TEXTARRAYOID};
+		Datum		values[2];
 
 		MemoryContextSwitchTo(st->tmp);
 		k = palloc(sizeof(char *) * nb);
 		v = palloc(sizeof(char *) * nb);
-		fs = palloc(sizeof(TimestampTz) * nb);
-		ls = palloc(sizeof(TimestampTz) * nb);
-		which = palloc(sizeof(uint32) * nb);
 		for (j = 0; j < nb; j++)
 		{
 			uint32		x = byvalue[i + j];
 
 			k[j] = g->kinds[g->nodes[x].kind];
 			v[j] = (char *) g->nodes[x].value;
-			fs[j] = st->first_seen[x];
-			ls[j] = st->last_seen[x];
 		}
-		{
-			Oid			argtypes[4] = {TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID,
-			TIMESTAMPTZARRAYOID};
-			Datum		values[4] = {text_array(k, NULL, nb), text_array(v, NULL, nb),
-			ts_array(fs, nb), ts_array(ls, nb)};
-
-			exec_batch("UPDATE cdp.identifiers i"
-					   " SET first_seen = least(i.first_seen, u.f), last_seen = greatest(i.last_seen, u.l)"
-					   " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[])"
-					   " WITH ORDINALITY AS u(k, v, f, l, ord)"
-					   " WHERE i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\""
-					   " AND (u.f < i.first_seen OR u.l > i.last_seen)"
-					   " RETURNING u.ord, i.identifier_id",
-					   4, argtypes, values, SPI_OK_UPDATE_RETURNING);
-		}
+		values[0] = text_array(k, NULL, nb);
+		values[1] = text_array(v, NULL, nb);
+		if (SPI_execute_with_args("SELECT u.ord, i.identifier_id, i.ctid, i.first_seen, i.last_seen"
+								  " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, v, ord)"
+								  " JOIN cdp.identifiers i"
+								  " ON i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\"",
+								  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read cdp.identifiers");
 		for (r = 0; r < SPI_processed; r++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[r];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			uint32		x = byvalue[i + (uint32) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
+			TimestampTz f = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+			TimestampTz l = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
 
 			g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 			st->existed[x] = true;
+			if (seen_widens(st->first_seen[x], st->last_seen[x], f, l, grain))
+			{
+				SeenMove   *m = &moves[nmoves++];
+
+				ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 3, &isnull)),
+								&m->tid);
+				m->a = g->nodes[x].id;
+				m->b = 0;
+				m->f = Min(st->first_seen[x], f);
+				m->l = Max(st->last_seen[x], l);
+			}
 		}
 		SPI_freetuptable(SPI_tuptable);
-		for (j = 0; j < nb; j++)
-			if (!st->existed[byvalue[i + j]])
-			{
-				k[nw] = k[j];
-				v[nw] = v[j];
-				which[nw++] = byvalue[i + j];
-			}
-		if (nw > 0)
-		{
-			Oid			argtypes[2] = {TEXTARRAYOID, TEXTARRAYOID};
-			Datum		values[2] = {text_array(k, NULL, nw), text_array(v, NULL, nw)};
-
-			if (SPI_execute_with_args("SELECT u.ord, i.identifier_id"
-									  " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, v, ord)"
-									  " JOIN cdp.identifiers i"
-									  " ON i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\"",
-									  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "could not read cdp.identifiers");
-			for (r = 0; r < SPI_processed; r++)
-			{
-				HeapTuple	tup = SPI_tuptable->vals[r];
-				TupleDesc	desc = SPI_tuptable->tupdesc;
-				uint32		x = which[DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
-
-				g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-				st->existed[x] = true;
-			}
-			SPI_freetuptable(SPI_tuptable);
-		}
 		MemoryContextSwitchTo(g->mcxt);
 		MemoryContextReset(st->tmp);
 	}
+	write_moves(moves, nmoves, false, st->tmp);
 
 	/* new identifiers: ids in the order the sources returned them */
 	for (i = 0, n = 0; i < g->nnodes; i++)
@@ -1019,11 +1143,11 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		}
 	}
 	for (i = 0; i < g->nnodes; i++)
-		(void) i64map_insert(g->byid, g->nodes[i].id, &found);
+		i64map_insert(g->byid, g->nodes[i].id, &found)->val = (int32) i;
 
 	/*
-	 * Known links, in primary key order: move first_seen/last_seen where
-	 * they moved, then look up the others.
+	 * Known links, in primary key order: look them up, then move
+	 * first_seen/last_seen where the new rows widen them, in heap order.
 	 */
 	{
 		NewLink    *kn = palloc(sizeof(NewLink) * Max(st->nlinks, 1));
@@ -1044,84 +1168,61 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			nk++;
 		}
 		qsort(kn, nk, sizeof(NewLink), newlink_cmp);
+		if ((uint32) nk > Max(g->nnodes, 1))
+			moves = repalloc_huge(moves, sizeof(SeenMove) * nk);
+		nmoves = 0;
 		for (j = 0; j < nk; j += WRITE_BATCH)
 		{
 			int			nb = Min(WRITE_BATCH, nk - j);
 			int64	   *a;
 			int64	   *b;
-			TimestampTz *fs;
-			TimestampTz *ls;
-			uint32	   *which;
-			int			nw = 0;
 			int			m;
 			uint64		r;
+			Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
+			Datum		values[2];
 
 			MemoryContextSwitchTo(st->tmp);
 			a = palloc(sizeof(int64) * nb);
 			b = palloc(sizeof(int64) * nb);
-			fs = palloc(sizeof(TimestampTz) * nb);
-			ls = palloc(sizeof(TimestampTz) * nb);
-			which = palloc(sizeof(uint32) * nb);
 			for (m = 0; m < nb; m++)
 			{
-				StageLink  *sl = &st->links[kn[j + m].link];
-
 				a[m] = kn[j + m].a;
 				b[m] = kn[j + m].b;
-				fs[m] = sl->first_seen;
-				ls[m] = sl->last_seen;
 			}
-			{
-				Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID,
-				TIMESTAMPTZARRAYOID};
-				Datum		values[4] = {int8_array(a, nb), int8_array(b, nb), ts_array(fs, nb),
-				ts_array(ls, nb)};
-
-				exec_batch("UPDATE cdp.identity_links l"
-						   " SET first_seen = least(l.first_seen, u.f), last_seen = greatest(l.last_seen, u.l)"
-						   " FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::timestamptz[])"
-						   " WITH ORDINALITY AS u(a, b, f, l, ord)"
-						   " WHERE l.a = u.a AND l.b = u.b AND (u.f < l.first_seen OR u.l > l.last_seen)"
-						   " RETURNING u.ord",
-						   4, argtypes, values, SPI_OK_UPDATE_RETURNING);
-			}
+			values[0] = int8_array(a, nb);
+			values[1] = int8_array(b, nb);
+			if (SPI_execute_with_args("SELECT u.ord, l.ctid, l.first_seen, l.last_seen"
+									  " FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS u(a, b, ord)"
+									  " JOIN cdp.identity_links l ON l.a = u.a AND l.b = u.b",
+									  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not read cdp.identity_links");
 			for (r = 0; r < SPI_processed; r++)
 			{
-				int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-															  SPI_tuptable->tupdesc, 1, &isnull));
+				HeapTuple	tup = SPI_tuptable->vals[r];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				NewLink    *nl = &kn[j + DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
+				StageLink  *sl = &st->links[nl->link];
+				TimestampTz f = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+				TimestampTz l = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 
-				st->links[kn[j + ord - 1].link].existed = true;
+				sl->existed = true;
+				if (seen_widens(sl->first_seen, sl->last_seen, f, l, grain))
+				{
+					SeenMove   *mv = &moves[nmoves++];
+
+					ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 2, &isnull)),
+									&mv->tid);
+					mv->a = nl->a;
+					mv->b = nl->b;
+					mv->f = Min(sl->first_seen, f);
+					mv->l = Max(sl->last_seen, l);
+				}
 			}
 			SPI_freetuptable(SPI_tuptable);
-			for (m = 0; m < nb; m++)
-				if (!st->links[kn[j + m].link].existed)
-				{
-					a[nw] = a[m];
-					b[nw] = b[m];
-					which[nw++] = kn[j + m].link;
-				}
-			if (nw > 0)
-			{
-				Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
-				Datum		values[2] = {int8_array(a, nw), int8_array(b, nw)};
-
-				if (SPI_execute_with_args("SELECT u.ord"
-										  " FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS u(a, b, ord)"
-										  " JOIN cdp.identity_links l ON l.a = u.a AND l.b = u.b",
-										  2, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
-					elog(ERROR, "could not read cdp.identity_links");
-				for (r = 0; r < SPI_processed; r++)
-				{
-					int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
-																  SPI_tuptable->tupdesc, 1, &isnull));
-
-					st->links[which[ord - 1]].existed = true;
-				}
-				SPI_freetuptable(SPI_tuptable);
-			}
 			MemoryContextSwitchTo(g->mcxt);
 			MemoryContextReset(st->tmp);
 		}
+		write_moves(moves, nmoves, true, st->tmp);
 		pfree(kn);
 	}
 	if (guc_level)
@@ -1256,6 +1357,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			}
 			if (st->dead[sl->a] || st->dead[sl->b])
 				continue;
+			sl->inserted = true;
 			nl[np].a = Min(x, y);
 			nl[np].b = Max(x, y);
 			nl[np].link = i;
@@ -1663,8 +1765,13 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			i64map_start_iterate(T, &it);
 			while ((e = i64map_iterate(T, &it)) != NULL)
 			{
-				I64Entry   *x = i64map_lookup(g->byid, e->key);
+				I64Entry   *x;
 
+				/* the stage's new identifiers are not written yet */
+				if (stage && (x = i64map_lookup(stage->g->byid, e->key)) != NULL &&
+					!stage->existed[x->val])
+					continue;
+				x = i64map_lookup(g->byid, e->key);
 				if (x == NULL || !g->nodes[x->val].internal)
 					tarr[nt++] = e->key;
 			}
@@ -1672,15 +1779,15 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			values[1] = int8_array(tarr, nt);
 			/* joins with unnest(): the planner never walks the arrays */
 			if (ns + nt > 0)
-				for_each_row(g, "WITH t AS (SELECT DISTINCT id FROM unnest($2::int8[]) AS u(id)),"
-							 " p AS (SELECT id FROM unnest($1::int8[]) AS u(id)"
-							 " UNION SELECT i.profile_id FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id"
-							 " WHERE i.profile_id IS NOT NULL)"
+				for_each_row(g, "WITH t AS MATERIALIZED (SELECT i.identifier_id, i.kind, i.value, i.profile_id"
+							 " FROM cdp.identifiers i JOIN unnest($2::int8[]) AS u(id)"
+							 " ON i.identifier_id = u.id)"
 							 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
-							 " FROM cdp.identifiers i JOIN p ON i.profile_id = p.id"
-							 " UNION"
-							 " SELECT i.identifier_id, i.kind, i.value, i.profile_id"
-							 " FROM cdp.identifiers i JOIN t ON i.identifier_id = t.id",
+							 " FROM cdp.identifiers i JOIN (SELECT id FROM unnest($1::int8[]) AS u(id)"
+							 " UNION SELECT t.profile_id FROM t WHERE t.profile_id IS NOT NULL) p"
+							 " ON i.profile_id = p.id"
+							 " UNION ALL"
+							 " SELECT * FROM t WHERE t.profile_id IS NULL",
 							 2, argtypes, values, node_row, &internal);
 		}
 		if (round == 0)
@@ -1694,6 +1801,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			}
 
 		la.collect = false;
+		la.sided = false;
 		la.missing = NULL;
 		la.a = la.b = NULL;
 		la.at = NULL;
@@ -1712,19 +1820,27 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			int			nids = 0;
 			uint64		k;
 
-			/* only the links of identifiers that joined in this round */
+			/*
+			 * Only the links of identifiers that joined in this round.  A new
+			 * identifier's links are all new: those to a known identifier
+			 * are found from that end (recomputed in this round too), those
+			 * between two new ones are taken from the stage below.
+			 */
 			for (i = 0; i < g->nnodes; i++)
-				if (g->nodes[i].internal && g->nodes[i].since == round)
+				if (g->nodes[i].internal && g->nodes[i].since == round &&
+					g->nodes[i].pending < 0)
 					ids[nids++] = g->nodes[i].id;
 			values[0] = int8_array(ids, nids);
 			/* far ends first, so that every link finds both its nodes */
 			la.collect = true;
 			la.missing = i64map_create(g->mcxt, 1024, NULL);
+			/* a link between two of them comes twice: link_row drops one */
+			la.sided = true;
 			if (nids > 0)
-				for_each_row(g, "SELECT l.a, l.b, l.first_seen"
+				for_each_row(g, "SELECT l.a, l.b, l.first_seen, 1"
 							 " FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.a = u.id"
-							 " UNION"
-							 " SELECT l.a, l.b, l.first_seen"
+							 " UNION ALL"
+							 " SELECT l.a, l.b, l.first_seen, 2"
 							 " FROM cdp.identity_links l JOIN unnest($1::int8[]) AS u(id) ON l.b = u.id",
 							 1, argtypes, values, link_row, &la);
 			if (la.missing->members > 0)
@@ -1743,6 +1859,15 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			}
 			for (k = 0; k < la.n; k++)
 				add_link(g, la.a[k], la.b[k], la.at[k]);
+			if (round == 0 && stage)
+				for (k = 0; k < stage->nlinks; k++)
+				{
+					StageLink  *sl = &stage->links[k];
+
+					if (sl->inserted && !stage->existed[sl->a] && !stage->existed[sl->b])
+						add_link(g, stage->g->nodes[sl->a].id, stage->g->nodes[sl->b].id,
+								 sl->first_seen);
+				}
 			AtEOXact_GUC(true, guc_level);
 		}
 		n_internal = 0;

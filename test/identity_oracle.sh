@@ -4,7 +4,11 @@
 # erasures) are refreshed one by one; after each, the partition of the
 # managed graph must equal a stateless cdp.stitch() over the stored links,
 # and every identifier whose profile id changed must be explained by the
-# lineage (a merge of its old id, or a split of it).  TAP-style output.
+# lineage (a merge of its old id, or a split of it).  A second source
+# without watermark brings back-dated copies of some rows, so first_seen
+# moves back as last_seen moves on; at the end every identifier's and every
+# link's first_seen/last_seen must equal the min/max of the rows holding
+# it.  TAP-style output.
 set -uo pipefail
 DB=cdp_identity_oracle
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1 -d $DB)
@@ -31,6 +35,26 @@ CREATE FUNCTION add_batch(b int) RETURNS void LANGUAGE sql AS $$
 $$;
 SELECT cdp.set_rules('{"limits": {"user_id": 1}, "max_degree": {"anonymous_id": 6}}');
 SELECT cdp.add_source('rows', $$SELECT user_id, email, anonymous_id, ts AS at FROM rows_in$$, watermark => 'at');
+CREATE TABLE late_in (LIKE rows_in);
+SELECT cdp.add_source('late', $$SELECT user_id, email, anonymous_id, ts AS at FROM late_in$$);
+-- first_seen/last_seen against the rows read: identifiers, then links
+CREATE VIEW seen_oracle AS
+  WITH r AS (SELECT row_number() OVER () AS row, *
+             FROM (SELECT * FROM rows_in UNION ALL SELECT * FROM late_in) x),
+       v AS (SELECT r.row, k, v, ts
+             FROM r, LATERAL (VALUES ('user_id', r.user_id), ('email', r.email),
+                                     ('anonymous_id', r.anonymous_id)) x(k, v)
+             WHERE v IS NOT NULL),
+       n AS (SELECT v.row, v.ts, i.identifier_id AS id FROM v JOIN cdp.identifiers i ON i.kind = v.k AND i.value = v.v),
+       io AS (SELECT id, min(ts) AS f, max(ts) AS l FROM n GROUP BY id),
+       lo AS (SELECT x.id AS a, y.id AS b, min(x.ts) AS f, max(x.ts) AS l
+              FROM n x JOIN n y ON x.row = y.row AND x.id < y.id GROUP BY 1, 2)
+  SELECT (SELECT count(*) FROM cdp.identifiers i FULL JOIN io ON io.id = i.identifier_id
+          WHERE (i.first_seen, i.last_seen) IS DISTINCT FROM (io.f, io.l)) AS bad_identifiers,
+         (SELECT count(*) FROM cdp.identity_links l FULL JOIN lo USING (a, b)
+          WHERE (l.first_seen, l.last_seen) IS DISTINCT FROM (lo.f, lo.l)) AS bad_links,
+         (SELECT count(*) FROM io JOIN cdp.identifiers i ON i.identifier_id = io.id
+          WHERE i.first_seen < (SELECT min(ts) FROM rows_in)) AS moved_back;
 CREATE TABLE prev (identifier_id bigint, profile_id bigint);
 CREATE VIEW mismatch AS
   WITH o AS (SELECT * FROM cdp.stitch($q$
@@ -55,7 +79,13 @@ SQL
 bad_partition=0 bad_lineage=0 merges=0 splits=0
 for b in $(seq 1 10); do
   "${PSQL[@]}" -c "TRUNCATE prev" -c "INSERT INTO prev SELECT identifier_id, profile_id FROM cdp.identifiers" \
-    -c "SELECT add_batch($b)" -c "SELECT cdp.refresh_identities()" >/dev/null || { bad_partition=1; break; }
+    -c "SELECT add_batch($b)" >/dev/null || { bad_partition=1; break; }
+  # back-dated copies of some rows already read
+  if [ $((b % 3)) = 0 ]; then
+    "${PSQL[@]}" -c "INSERT INTO late_in SELECT user_id, email, anonymous_id, ts - interval '30 days'
+                     FROM rows_in WHERE abs(hashtext(ts::text)) % 10 = 0 AND ts < timestamptz '2026-01-01' + $((b * 1000)) * interval '1 s'" >/dev/null
+  fi
+  "${PSQL[@]}" -c "SELECT cdp.refresh_identities()" >/dev/null || { bad_partition=1; break; }
   [ "$("${PSQL[@]}" -c "SELECT n FROM unexplained")" = 0 ] || bad_lineage=$b
   # now and then erase an e-mail that may be a bridge
   if [ $((b % 4)) = 0 ]; then
@@ -65,6 +95,10 @@ for b in $(seq 1 10); do
   fi
   [ "$("${PSQL[@]}" -c "SELECT bad FROM mismatch")" = f ] || bad_partition=$b
 done
+seen=$("${PSQL[@]}" -F ' ' -c "SELECT * FROM seen_oracle")
+[ "${seen% *}" = "0 0" ] && [ "${seen##* }" -gt 0 ] &&
+  echo "ok - first_seen/last_seen of identifiers and links are the min/max of their rows ($seen)" ||
+  echo "not ok - first_seen/last_seen of identifiers and links are the min/max of their rows # bad identifiers, bad links, moved back: $seen"
 merges=$("${PSQL[@]}" -c "SELECT count(*) FROM cdp.profile_lineage WHERE event = 'merge'")
 splits=$("${PSQL[@]}" -c "SELECT count(*) FROM cdp.profile_lineage WHERE event = 'split'")
 
