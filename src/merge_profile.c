@@ -1531,6 +1531,164 @@ push_attr_value(JsonbParseState **ps, MergeState *s, MergeAttr *a,
 	return false;
 }
 
+/* One pair of a golden record written by merge_final_direct. */
+typedef struct MergeOutPair
+{
+	const char *key;
+	int32		keylen;
+	uint32		type;			/* JEntry type bits of the value */
+	const char *val;
+	uint32		vallen;
+} MergeOutPair;
+
+/* jsonb's key order: shorter keys first, then bytewise (see jsonb.h) */
+static inline int
+out_pair_cmp(const MergeOutPair *a, const MergeOutPair *b)
+{
+	if (a->keylen != b->keylen)
+		return a->keylen < b->keylen ? -1 : 1;
+	return memcmp(a->key, b->key, a->keylen);
+}
+
+static int
+out_pair_qsort_cmp(const void *a, const void *b)
+{
+	return out_pair_cmp((const MergeOutPair *) a, (const MergeOutPair *) b);
+}
+
+/* Bytes of padding that int-align a numeric or container at offset off. */
+static inline uint32
+out_pad(uint32 type, uint32 off)
+{
+	if (type == JENTRY_ISNUMERIC || type == JENTRY_ISCONTAINER)
+		return INTALIGN(off) - off;
+	return 0;
+}
+
+/*
+ * The golden record of a state whose attributes all keep their value as an
+ * image (winners and sums) or a count, written straight into jsonb's
+ * on-disk format: the values are stored the way a jsonb container stores
+ * its children, so building a JsonbValue tree, sorting and converting it
+ * (pushJsonbValue, JsonbValueToJsonb) would only copy them again.  The
+ * layout is the one convertToJsonb produces: the object header, the keys'
+ * JEntries, the values' JEntries (an end offset instead of a length in
+ * every JB_OFFSET_STRIDE'th), the keys' bytes in key order, then the
+ * values, numerics and containers int-aligned with zero padding counted in
+ * their length.  Returns NULL when the state holds another kind of
+ * attribute; the caller builds the record with the jsonb API then.
+ */
+static Jsonb *
+merge_final_direct(MergeState *s)
+{
+	MergeOutPair stackpairs[32];
+	MergeOutPair *pairs = stackpairs;
+	int			n = 0;
+	uint32		datalen = 0;
+	uint32		off;
+	Size		total;
+	Jsonb	   *res;
+	JEntry	   *children;
+	char	   *data;
+
+	for (int i = 0; i < s->nattrs; i++)
+	{
+		MergeAttr  *a = MERGE_SLOT(s, i);
+
+		if (!a->seen)
+			continue;
+		if (!(IS_WINNER_STRATEGY(a->strategy) || a->strategy == MS_SUM) ||
+			!a->has)
+			return NULL;
+	}
+	if (s->nattrs > lengthof(stackpairs))
+		pairs = palloc(sizeof(MergeOutPair) * s->nattrs);
+	for (int i = 0; i < s->nattrs; i++)
+	{
+		MergeAttr  *a = MERGE_SLOT(s, i);
+		const MergeKey *k = attr_key(s, a);
+		MergeOutPair p;
+		int			j;
+
+		if (!a->seen)
+			continue;
+		p.key = k->name;
+		p.keylen = k->len;
+		p.type = a->u.v.entry & JENTRY_TYPEMASK;
+		p.vallen = JBE_OFFLENFLD(a->u.v.entry);
+		p.val = p.vallen > 0 ? MERGE_BYTES(s, a->u.v.off) : NULL;
+		if (pairs != stackpairs)
+		{
+			pairs[n++] = p;
+			continue;
+		}
+		/* insertion sort: a record has a handful of attributes */
+		for (j = n; j > 0 && out_pair_cmp(&pairs[j - 1], &p) > 0; j--)
+			pairs[j] = pairs[j - 1];
+		pairs[j] = p;
+		n++;
+	}
+	if (n == 0)
+		return NULL;
+	if (pairs != stackpairs)
+		qsort(pairs, n, sizeof(MergeOutPair), out_pair_qsort_cmp);
+
+	/* sizes: keys, then values with their alignment padding */
+	for (int i = 0; i < n; i++)
+		datalen += pairs[i].keylen;
+	for (int i = 0; i < n; i++)
+	{
+		datalen += out_pad(pairs[i].type, datalen) + pairs[i].vallen;
+		if (datalen > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("total size of jsonb object elements exceeds the maximum of %u bytes",
+							JENTRY_OFFLENMASK)));
+	}
+	total = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * 2 * (Size) n + datalen;
+	if (total > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("golden record of %zu bytes is too large", total)));
+
+	/* zeroed, which makes the padding bytes zero as jsonb writes them */
+	res = palloc0(total);
+	SET_VARSIZE(res, total);
+	res->root.header = (uint32) n | JB_FOBJECT;
+	children = res->root.children;
+	data = (char *) &children[2 * n];
+	off = 0;
+	for (int i = 0; i < 2 * n; i++)
+	{
+		MergeOutPair *p = &pairs[i % n];
+		uint32		type;
+		uint32		len;
+
+		if (i < n)
+		{
+			type = JENTRY_ISSTRING;
+			memcpy(data + off, p->key, p->keylen);
+			len = p->keylen;
+		}
+		else
+		{
+			uint32		pad = out_pad(p->type, off);
+
+			type = p->type;
+			if (p->vallen > 0)
+				memcpy(data + off + pad, p->val, p->vallen);
+			len = pad + p->vallen;
+		}
+		off += len;
+		children[i] = type | ((i % JB_OFFSET_STRIDE) == 0 ?
+							  (off | JENTRY_HAS_OFF) : len);
+	}
+	Assert(off == datalen);
+	if (pairs != stackpairs)
+		pfree(pairs);
+	return res;
+}
+
 static Datum
 merge_final(FunctionCallInfo fcinfo, bool lineage)
 {
@@ -1544,6 +1702,13 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 		PG_RETURN_NULL();
 	if (lineage && !s->lineage)
 		elog(ERROR, "merge state without lineage in cdp.merge_profile_lineage");
+	if (!lineage)
+	{
+		Jsonb	   *direct = merge_final_direct(s);
+
+		if (direct != NULL)
+			PG_RETURN_JSONB_P(direct);
+	}
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < s->nattrs; i++)
 	{
