@@ -1629,7 +1629,7 @@ out_pad(uint32 type, uint32 off)
 
 /*
  * The golden record of a state whose attributes all keep their value as an
- * image (winners and sums) or a count, written straight into jsonb's
+ * image (winners and sums), written straight into jsonb's
  * on-disk format: the values are stored the way a jsonb container stores
  * its children, so building a JsonbValue tree, sorting and converting it
  * (pushJsonbValue, JsonbValueToJsonb) would only copy them again.  The
@@ -1696,11 +1696,15 @@ merge_final_direct(MergeState *s)
 		qsort(pairs, n, sizeof(MergeOutPair), out_pair_qsort_cmp);
 
 	/* sizes: keys, then values with their alignment padding */
-	for (int i = 0; i < n; i++)
-		datalen += pairs[i].keylen;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < 2 * n; i++)
 	{
-		datalen += out_pad(pairs[i].type, datalen) + pairs[i].vallen;
+		MergeOutPair *p = &pairs[i % n];
+
+		if (i < n)
+			datalen += p->keylen;
+		else
+			datalen += out_pad(p->type, datalen) + p->vallen;
+		/* each part is below the limit, so the sum cannot wrap first */
 		if (datalen > JENTRY_OFFLENMASK)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
