@@ -127,6 +127,8 @@ typedef struct MergeCache
 	const MergeKey **names;		/* key id -> name */
 	int			nnames;
 	int			maxnames;
+	Jsonb	   *argbuf;			/* aligned copy of a short observation */
+	Size		argbufsize;
 } MergeCache;
 
 /*
@@ -1014,6 +1016,64 @@ attr_observe(MergeState *s, int i, JsonbValue *v, TimestampTz at,
 }
 
 /*
+ * An observation's jsonb.  Most are short enough to be stored with a 1-byte
+ * header, unaligned; PG_GETARG_JSONB_P would palloc an aligned copy of each
+ * row.  They are copied into one buffer per query instead, which is only
+ * read during the call (values are copied into the state).
+ */
+static Jsonb *
+merge_arg_jsonb(FunctionCallInfo fcinfo, int argno)
+{
+	struct varlena *raw = (struct varlena *) PG_GETARG_POINTER(argno);
+	MergeCache *c;
+	Size		len;
+
+	/* compressed or toasted values and 4-byte headers: the usual way */
+	if (!VARATT_IS_SHORT(raw) || VARATT_IS_EXTERNAL(raw))
+		return PG_GETARG_JSONB_P(argno);
+	c = get_cache(fcinfo);
+	len = VARSIZE_SHORT(raw) - VARHDRSZ_SHORT;
+	if (c->argbufsize < VARHDRSZ + len)
+	{
+		/* a short varlena has at most 126 bytes of data */
+		c->argbufsize = VARHDRSZ + VARATT_SHORT_MAX;
+		c->argbuf = MemoryContextAlloc(c->mcxt, c->argbufsize);
+	}
+	SET_VARSIZE(c->argbuf, VARHDRSZ + len);
+	memcpy(VARDATA(c->argbuf), VARDATA_SHORT(raw), len);
+	return c->argbuf;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define merge_prefetch_line(p) __builtin_prefetch((p), 1)
+#else
+#define merge_prefetch_line(p) ((void) 0)
+#endif
+
+/*
+ * Ask for a state's cache lines before they are read and written.  In a
+ * hash aggregate over many groups the state of the next row is cold: its
+ * header, the attribute slots and the bytes of the values are on different
+ * lines, and fetched one after another they cost a memory latency each.
+ * Prefetching them together overlaps those misses.  The first 512 bytes
+ * are asked for blindly (a prefetch never faults, even past the chunk),
+ * the end of a larger state once its size is known.
+ */
+static inline void
+merge_prefetch(MergeState *s)
+{
+	char	   *p = (char *) s;
+
+	for (int off = 0; off < 512; off += 64)
+		merge_prefetch_line(p + off);
+	if (s->size > 512)
+	{
+		for (uint32 off = s->upper & ~(uint32) 63; off < s->size; off += 64)
+			merge_prefetch_line(p + off);
+	}
+}
+
+/*
  * Transition: (state, attributes, at [, priority [, rules [, source]]])
  */
 static Datum
@@ -1041,7 +1101,9 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 			s = merge_new(cxt, get_cache(fcinfo), lineage, 4, 0);
 		PG_RETURN_POINTER(s);
 	}
-	jb = PG_GETARG_JSONB_P(1);
+	if (s != NULL)
+		merge_prefetch(s);
+	jb = merge_arg_jsonb(fcinfo, 1);
 	at = PG_GETARG_TIMESTAMPTZ(2);
 	if (nargs > 3)
 		priority = PG_ARGISNULL(3) ? CDP_PRIORITY_NULL : PG_GETARG_INT32(3);
@@ -1531,6 +1593,168 @@ push_attr_value(JsonbParseState **ps, MergeState *s, MergeAttr *a,
 	return false;
 }
 
+/* One pair of a golden record written by merge_final_direct. */
+typedef struct MergeOutPair
+{
+	const char *key;
+	int32		keylen;
+	uint32		type;			/* JEntry type bits of the value */
+	const char *val;
+	uint32		vallen;
+} MergeOutPair;
+
+/* jsonb's key order: shorter keys first, then bytewise (see jsonb.h) */
+static inline int
+out_pair_cmp(const MergeOutPair *a, const MergeOutPair *b)
+{
+	if (a->keylen != b->keylen)
+		return a->keylen < b->keylen ? -1 : 1;
+	return memcmp(a->key, b->key, a->keylen);
+}
+
+static int
+out_pair_qsort_cmp(const void *a, const void *b)
+{
+	return out_pair_cmp((const MergeOutPair *) a, (const MergeOutPair *) b);
+}
+
+/* Bytes of padding that int-align a numeric or container at offset off. */
+static inline uint32
+out_pad(uint32 type, uint32 off)
+{
+	if (type == JENTRY_ISNUMERIC || type == JENTRY_ISCONTAINER)
+		return INTALIGN(off) - off;
+	return 0;
+}
+
+/*
+ * The golden record of a state whose attributes all keep their value as an
+ * image (winners and sums), written straight into jsonb's
+ * on-disk format: the values are stored the way a jsonb container stores
+ * its children, so building a JsonbValue tree, sorting and converting it
+ * (pushJsonbValue, JsonbValueToJsonb) would only copy them again.  The
+ * layout is the one convertToJsonb produces: the object header, the keys'
+ * JEntries, the values' JEntries (an end offset instead of a length in
+ * every JB_OFFSET_STRIDE'th), the keys' bytes in key order, then the
+ * values, numerics and containers int-aligned with zero padding counted in
+ * their length.  Returns NULL when the state holds another kind of
+ * attribute; the caller builds the record with the jsonb API then.
+ */
+static Jsonb *
+merge_final_direct(MergeState *s)
+{
+	MergeOutPair stackpairs[32];
+	MergeOutPair *pairs = stackpairs;
+	int			n = 0;
+	uint32		datalen = 0;
+	uint32		off;
+	Size		total;
+	Jsonb	   *res;
+	JEntry	   *children;
+	char	   *data;
+
+	for (int i = 0; i < s->nattrs; i++)
+	{
+		MergeAttr  *a = MERGE_SLOT(s, i);
+
+		if (!a->seen)
+			continue;
+		if (!(IS_WINNER_STRATEGY(a->strategy) || a->strategy == MS_SUM) ||
+			!a->has)
+			return NULL;
+	}
+	if (s->nattrs > lengthof(stackpairs))
+		pairs = palloc(sizeof(MergeOutPair) * s->nattrs);
+	for (int i = 0; i < s->nattrs; i++)
+	{
+		MergeAttr  *a = MERGE_SLOT(s, i);
+		const MergeKey *k = attr_key(s, a);
+		MergeOutPair p;
+		int			j;
+
+		if (!a->seen)
+			continue;
+		p.key = k->name;
+		p.keylen = k->len;
+		p.type = a->u.v.entry & JENTRY_TYPEMASK;
+		p.vallen = JBE_OFFLENFLD(a->u.v.entry);
+		p.val = p.vallen > 0 ? MERGE_BYTES(s, a->u.v.off) : NULL;
+		if (pairs != stackpairs)
+		{
+			pairs[n++] = p;
+			continue;
+		}
+		/* insertion sort: a record has a handful of attributes */
+		for (j = n; j > 0 && out_pair_cmp(&pairs[j - 1], &p) > 0; j--)
+			pairs[j] = pairs[j - 1];
+		pairs[j] = p;
+		n++;
+	}
+	if (n == 0)
+		return NULL;
+	if (pairs != stackpairs)
+		qsort(pairs, n, sizeof(MergeOutPair), out_pair_qsort_cmp);
+
+	/* sizes: keys, then values with their alignment padding */
+	for (int i = 0; i < 2 * n; i++)
+	{
+		MergeOutPair *p = &pairs[i % n];
+
+		if (i < n)
+			datalen += p->keylen;
+		else
+			datalen += out_pad(p->type, datalen) + p->vallen;
+		/* each part is below the limit, so the sum cannot wrap first */
+		if (datalen > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("total size of jsonb object elements exceeds the maximum of %u bytes",
+							JENTRY_OFFLENMASK)));
+	}
+	total = VARHDRSZ + sizeof(uint32) + sizeof(JEntry) * 2 * (Size) n + datalen;
+	if (total > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("golden record of %zu bytes is too large", total)));
+
+	/* zeroed, which makes the padding bytes zero as jsonb writes them */
+	res = palloc0(total);
+	SET_VARSIZE(res, total);
+	res->root.header = (uint32) n | JB_FOBJECT;
+	children = res->root.children;
+	data = (char *) &children[2 * n];
+	off = 0;
+	for (int i = 0; i < 2 * n; i++)
+	{
+		MergeOutPair *p = &pairs[i % n];
+		uint32		type;
+		uint32		len;
+
+		if (i < n)
+		{
+			type = JENTRY_ISSTRING;
+			memcpy(data + off, p->key, p->keylen);
+			len = p->keylen;
+		}
+		else
+		{
+			uint32		pad = out_pad(p->type, off);
+
+			type = p->type;
+			if (p->vallen > 0)
+				memcpy(data + off + pad, p->val, p->vallen);
+			len = pad + p->vallen;
+		}
+		off += len;
+		children[i] = type | ((i % JB_OFFSET_STRIDE) == 0 ?
+							  (off | JENTRY_HAS_OFF) : len);
+	}
+	Assert(off == datalen);
+	if (pairs != stackpairs)
+		pfree(pairs);
+	return res;
+}
+
 static Datum
 merge_final(FunctionCallInfo fcinfo, bool lineage)
 {
@@ -1544,6 +1768,13 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 		PG_RETURN_NULL();
 	if (lineage && !s->lineage)
 		elog(ERROR, "merge state without lineage in cdp.merge_profile_lineage");
+	if (!lineage)
+	{
+		Jsonb	   *direct = merge_final_direct(s);
+
+		if (direct != NULL)
+			PG_RETURN_JSONB_P(direct);
+	}
 	pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < s->nattrs; i++)
 	{
