@@ -691,43 +691,25 @@ activity_validate(const struct varlena *a, int sqlstate)
 	while (next_event_name(&r, &ref))
 	{
 		ActivityBuildEvent *e = &ev[n];
-		const uint8 *p = ref.buckets;
-		uint64		first,
-					span;
 		int64		bucket_total = 0;
 		int32		first_day,
 					last_day;
 
-		/* the fixed part, with every number range-checked before use */
-		if (p >= ref.end)
-			truncated(sqlstate);
-		ref.flags = *p++;
+		/*
+		 * The reader's decoding, then range checks; what its clamping lets
+		 * through differs from the re-encoding compared at the end.
+		 */
+		event_body(&r, &ref);
 		if (ref.flags & ~ACT_F_ALL)
 			CORRUPT("Event \"%.*s\" has unknown flags %d.", ref.name_len, ref.name, ref.flags);
-		ref.count = (int64) get_varint_max(&p, ref.end, sqlstate, PG_INT64_MAX);
-		first = get_varint(&p, ref.end, sqlstate);
-		span = get_varint(&p, ref.end, sqlstate);
-		ref.first_at = unzigzag(first);
-		if (ref.first_at < lo_ts || ref.first_at >= hi_ts || span >= (uint64) (hi_ts - ref.first_at))
+		if (ref.first_at < lo_ts || ref.first_at >= hi_ts ||
+			ref.last_at < ref.first_at || ref.last_at >= hi_ts)
 			CORRUPT("Event \"%.*s\" has time stamps outside years 1-9999.",
 					ref.name_len, ref.name);
-		ref.last_at = ref.first_at + (int64) span;
-		ref.trim_day = ACTIVITY_NO_TRIM;
-		if (ref.flags & ACT_F_TRIMMED)
-		{
-			int64		t = unzigzag(get_varint(&p, ref.end, sqlstate));
-
-			if (t < min_day || t > max_day + 1)
-				CORRUPT("Event \"%.*s\" has a trim day outside years 1-9999.",
-						ref.name_len, ref.name);
-			ref.trim_day = (int32) t;
-		}
-		ref.sum = (ref.flags & ACT_F_SUM) ? get_float8(&p, ref.end, sqlstate) : 0.0;
-		span = get_varint(&p, ref.end, sqlstate);
-		if (span > (uint64) (ref.end - p) / 2)
-			truncated(sqlstate);
-		ref.ndays = (int32) span;
-		ref.buckets = p;
+		if (ref.trim_day != ACTIVITY_NO_TRIM &&
+			(ref.trim_day < min_day || ref.trim_day > max_day + 1))
+			CORRUPT("Event \"%.*s\" has a trim day outside years 1-9999.",
+					ref.name_len, ref.name);
 		activity_event_unpack(&ref, sqlstate, e);
 
 		if (n > 0 && build_event_cmp(&prev, e) >= 0)
