@@ -802,6 +802,15 @@ typedef struct NewLink
 	uint32		link;			/* StageLink */
 } NewLink;
 
+/* A staged link as its primary key: ids in order, a < b. */
+static inline void
+newlink_set(NewLink *nl, int64 x, int64 y, uint32 link)
+{
+	nl->a = Min(x, y);
+	nl->b = Max(x, y);
+	nl->link = link;
+}
+
 static int
 newlink_cmp(const void *pa, const void *pb)
 {
@@ -1162,10 +1171,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 
 			if (!st->existed[sl->a] || !st->existed[sl->b])
 				continue;
-			kn[nk].a = Min(x, y);
-			kn[nk].b = Max(x, y);
-			kn[nk].link = i;
-			nk++;
+			newlink_set(&kn[nk++], x, y, i);
 		}
 		qsort(kn, nk, sizeof(NewLink), newlink_cmp);
 		if ((uint32) nk > Max(g->nnodes, 1))
@@ -1358,10 +1364,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			if (st->dead[sl->a] || st->dead[sl->b])
 				continue;
 			sl->inserted = true;
-			nl[np].a = Min(x, y);
-			nl[np].b = Max(x, y);
-			nl[np].link = i;
-			np++;
+			newlink_set(&nl[np++], x, y, i);
 		}
 		/* in (a, b) order: the primary key fills in order */
 		qsort(nl, np, sizeof(NewLink), newlink_cmp);

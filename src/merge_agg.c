@@ -110,6 +110,38 @@ arg_typeinfo(FunctionCallInfo fcinfo, int argno)
 	return ti;
 }
 
+/* The type fields of a serialized state, as written. */
+typedef struct TypeHeader
+{
+	Oid			typid;
+	Oid			collation;
+	int16		typlen;
+	bool		typbyval;
+} TypeHeader;
+
+static void
+read_type_header(CdpReader *r, TypeHeader *h)
+{
+	memcpy(&h->typid, cdp_read_bytes(r, sizeof(Oid)), sizeof(Oid));
+	memcpy(&h->collation, cdp_read_bytes(r, sizeof(Oid)), sizeof(Oid));
+	memcpy(&h->typlen, cdp_read_bytes(r, sizeof(int16)), sizeof(int16));
+	h->typbyval = cdp_read_uint8(r) != 0;
+}
+
+/* Type information of a header, checked against the catalog. */
+static void
+typeinfo_from_header(CdpTypeInfo *ti, const TypeHeader *h)
+{
+	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(h->typid)))
+		cdp_state_corrupted("The value type does not exist.");
+	if (OidIsValid(h->collation) &&
+		!SearchSysCacheExists1(COLLOID, ObjectIdGetDatum(h->collation)))
+		cdp_state_corrupted("The collation does not exist.");
+	cdp_typeinfo_init(ti, h->typid, h->collation);
+	if (ti->typlen != h->typlen || ti->typbyval != h->typbyval)
+		cdp_state_corrupted("The value type's storage does not match the catalog.");
+}
+
 /*
  * The type information of a serialized state, kept in fn_extra for as long
  * as the query: states refer to it.  The catalog checks run once per type.
@@ -118,22 +150,14 @@ static const CdpTypeInfo *
 read_typeinfo_cached(FunctionCallInfo fcinfo, CdpReader *r)
 {
 	CdpTypeInfo *c = (CdpTypeInfo *) fcinfo->flinfo->fn_extra;
-	int			start = r->pos;
-	Oid			typid;
-	Oid			collation;
-	int16		typlen;
-	bool		typbyval;
+	TypeHeader	h;
 
-	memcpy(&typid, cdp_read_bytes(r, sizeof(Oid)), sizeof(Oid));
-	memcpy(&collation, cdp_read_bytes(r, sizeof(Oid)), sizeof(Oid));
-	memcpy(&typlen, cdp_read_bytes(r, sizeof(int16)), sizeof(int16));
-	typbyval = cdp_read_uint8(r) != 0;
-	if (c != NULL && c->typid == typid && c->collation == collation &&
-		c->typlen == typlen && c->typbyval == typbyval)
+	read_type_header(r, &h);
+	if (c != NULL && c->typid == h.typid && c->collation == h.collation &&
+		c->typlen == h.typlen && c->typbyval == h.typbyval)
 		return c;
-	r->pos = start;
 	c = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(CdpTypeInfo));
-	cdp_read_typeinfo(r, c);
+	typeinfo_from_header(c, &h);
 	fcinfo->flinfo->fn_extra = c;
 	return c;
 }
@@ -283,23 +307,10 @@ cdp_read_int64(CdpReader *r)
 void
 cdp_read_typeinfo(CdpReader *r, CdpTypeInfo *ti)
 {
-	Oid			typid;
-	Oid			collation;
-	int16		typlen;
-	bool		typbyval;
+	TypeHeader	h;
 
-	memcpy(&typid, cdp_read_bytes(r, sizeof(Oid)), sizeof(Oid));
-	memcpy(&collation, cdp_read_bytes(r, sizeof(Oid)), sizeof(Oid));
-	memcpy(&typlen, cdp_read_bytes(r, sizeof(int16)), sizeof(int16));
-	typbyval = cdp_read_uint8(r) != 0;
-	if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(typid)))
-		cdp_state_corrupted("The value type does not exist.");
-	if (OidIsValid(collation) &&
-		!SearchSysCacheExists1(COLLOID, ObjectIdGetDatum(collation)))
-		cdp_state_corrupted("The collation does not exist.");
-	cdp_typeinfo_init(ti, typid, collation);
-	if (ti->typlen != typlen || ti->typbyval != typbyval)
-		cdp_state_corrupted("The value type's storage does not match the catalog.");
+	read_type_header(r, &h);
+	typeinfo_from_header(ti, &h);
 }
 
 /* A value in CurrentMemoryContext, its length checked against its type. */
