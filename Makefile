@@ -27,6 +27,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# A header change rebuilds every object (PGXS tracks no header dependencies
+# unless the server was configured with --enable-depend).
+$(OBJS): $(wildcard src/*.h)
+
 cdp--$(EXTVERSION).sql: $(EXT_PARTS)
 	cat $(EXT_PARTS) > $@
 

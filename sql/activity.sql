@@ -246,6 +246,40 @@ SELECT cdp.activity_trim(cdp.activity_merge(x.a, y.a), '2025-03-02Z')::text =
 FROM act_parts x JOIN act_parts y ON x.profile_id = y.profile_id AND x.part = 0 AND y.part = 1
 WHERE x.profile_id = 1;
 
+-- stored names: snake_case packs into 5 bits a character, names with
+-- capitals or digits into 6, anything else is stored as is; every class
+-- round trips and is found by name (and only by its exact name)
+CREATE TABLE act_names AS
+  SELECT n, '2025-01-01Z'::timestamptz + make_interval(hours => i::int) AS at
+  FROM unnest(ARRAY['order_completed', 'order-completed', 'Order Completed',
+                    'Step 2', 'Order-Completed', 'ordér', '', 'Ü',
+                    repeat('x', 40), repeat('event_', 50), repeat('Ab9 ', 60)])
+       WITH ORDINALITY AS t(n, i);
+SELECT pg_column_size(cdp.activity_agg(n, at)) AS bytes, length(n) AS chars, n
+FROM act_names GROUP BY n ORDER BY n COLLATE "C";
+SELECT s.a::text::cdp.activity::text = s.a::text AS text_round_trip,
+       s.a::jsonb::text::cdp.activity::text = s.a::text AS jsonb_round_trip,
+       (SELECT array_agg(e.event ORDER BY e.event) FROM cdp.events(s.a) e)
+         = (SELECT array_agg(n ORDER BY n) FROM act_names) AS events_listed,
+       (SELECT bool_and(cdp.event_count(s.a, n) = 1 AND cdp.first_seen(s.a, n) = at)
+        FROM act_names) AS each_found,
+       cdp.event_count(s.a, 'Order_completed') AS other_case,
+       cdp.event_count(s.a, 'order_complete') AS prefix,
+       cdp.event_count(s.a, repeat('x', 39)) AS shorter,
+       cdp.event_count(s.a, 'ordEr') AS packed_differently
+FROM (SELECT cdp.activity_agg(n, at) AS a FROM act_names) s;
+SELECT cdp.activity_merge(s.a, s.a)::text = d.a::text AS self_merge_is_doubled_input,
+       cdp.event_count(cdp.activity_merge(s.a, s.a), 'Step 2') AS doubled
+FROM (SELECT cdp.activity_agg(n, at) AS a FROM act_names) s,
+     (SELECT cdp.activity_agg(n, at) AS a
+      FROM (SELECT n, at FROM act_names UNION ALL SELECT n, at FROM act_names) u) d;
+DROP TABLE act_names;
+-- day buckets: up to 30 fit the flags byte, 31 and more take a varint
+SELECT nd, pg_column_size(a) AS bytes, cdp.active_days(a) AS days, cdp.event_count(a, 'e') AS n,
+       a::text::cdp.activity::text = a::text AS round_trip
+FROM (SELECT nd, cdp.activity_agg('e', '2025-01-01Z'::timestamptz + make_interval(days => d)) AS a
+      FROM generate_series(29, 33) nd, generate_series(1, nd) d GROUP BY nd) s ORDER BY nd;
+
 -- bad aggregate input
 SELECT cdp.activity_agg('x', 'infinity'::timestamptz);
 SELECT cdp.activity_agg('x', '0044-03-15 BC'::timestamptz);

@@ -318,6 +318,121 @@ put_float8(char *p, float8 v)
 	return p + sizeof(float8);
 }
 
+/* ---------------------------------------------------------------- names */
+
+/*
+ * Alphabets of packed names, one character per code: every code decodes,
+ * so only the length can be wrong in a stored name.
+ */
+static const char act_alphabet5[32 + 1] = "_abcdefghijklmnopqrstuvwxyz -./:";
+static const char act_alphabet6[64 + 1] =
+"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz ";
+
+/* code of each byte in the alphabets, -1 when it has none */
+static int8 act_code5[256];
+static int8 act_code6[256];
+static bool act_codes_ready = false;
+
+static void
+init_name_codes(void)
+{
+	memset(act_code5, -1, sizeof(act_code5));
+	memset(act_code6, -1, sizeof(act_code6));
+	for (int i = 0; i < 32; i++)
+		act_code5[(uint8) act_alphabet5[i]] = (int8) i;
+	for (int i = 0; i < 64; i++)
+		act_code6[(uint8) act_alphabet6[i]] = (int8) i;
+	act_codes_ready = true;
+}
+
+/* How a name is stored: the smallest alphabet holding all its bytes. */
+static int
+name_code(const char *name, int len)
+{
+	bool		five = true,
+				six = true;
+
+	if (unlikely(!act_codes_ready))
+		init_name_codes();
+	for (int i = 0; i < len && (five || six); i++)
+	{
+		uint8		c = (uint8) name[i];
+
+		five &= act_code5[c] >= 0;
+		six &= act_code6[c] >= 0;
+	}
+	return five ? ACT_NAME_5BIT : six ? ACT_NAME_6BIT : ACT_NAME_RAW;
+}
+
+static inline int
+name_bits(int code)
+{
+	return code == ACT_NAME_5BIT ? 5 : code == ACT_NAME_6BIT ? 6 : 8;
+}
+
+/* Bytes a name of len characters takes when stored with code. */
+static inline uint64
+name_stored_len(uint64 len, int code)
+{
+	return (len * name_bits(code) + 7) / 8;
+}
+
+/* The stored bytes of a name (no length): as is, or packed. */
+static char *
+put_name_bytes(char *p, const char *name, int len, int code)
+{
+	const int8 *map = code == ACT_NAME_5BIT ? act_code5 : act_code6;
+	int			bits = name_bits(code);
+	uint32		acc = 0;
+	int			nacc = 0;
+
+	if (code == ACT_NAME_RAW)
+	{
+		memcpy(p, name, len);
+		return p + len;
+	}
+	for (int i = 0; i < len; i++)
+	{
+		acc |= (uint32) map[(uint8) name[i]] << nacc;
+		nacc += bits;
+		while (nacc >= 8)
+		{
+			*p++ = (char) (acc & 0xff);
+			acc >>= 8;
+			nacc -= 8;
+		}
+	}
+	if (nacc > 0)
+		*p++ = (char) acc;
+	return p;
+}
+
+/* Characters of a packed name, read from its stored (bounds-checked) bytes. */
+static char *
+unpack_name(const uint8 *data, int len, int code)
+{
+	const char *alphabet = code == ACT_NAME_5BIT ? act_alphabet5 : act_alphabet6;
+	int			bits = name_bits(code);
+	uint32		mask = (1U << bits) - 1;
+	uint32		acc = 0;
+	int			nacc = 0;
+	char	   *out = palloc(len + 1);
+
+	for (int i = 0; i < len; i++)
+	{
+		if (nacc < bits)
+		{
+			acc |= (uint32) *data++ << nacc;
+			nacc += 8;
+		}
+		out[i] = alphabet[acc & mask];
+		acc >>= bits;
+		nacc -= bits;
+	}
+	out[len] = '\0';
+	return out;
+}
+
 /* Most bytes one event can take: name, 7 varints, flags, sum, buckets. */
 static uint64
 event_max_bytes(const ActivityBuildEvent *e)
@@ -339,7 +454,7 @@ put_event_body(char *p, const ActivityBuildEvent *e)
 		flags |= ACT_F_TRIMMED;
 	if (day_sums)
 		flags |= ACT_F_DAY_SUMS;
-	*p++ = (char) flags;
+	*p++ = (char) (flags | Min(e->ndays, ACT_NDAYS_MORE) << ACT_NDAYS_SHIFT);
 	p = put_varint(p, (uint64) e->count);
 	p = put_varint(p, zigzag(e->first_at));
 	p = put_varint(p, (uint64) e->last_at - (uint64) e->first_at);
@@ -347,7 +462,8 @@ put_event_body(char *p, const ActivityBuildEvent *e)
 		p = put_varint(p, zigzag(e->trim_day));
 	if (flags & ACT_F_SUM)
 		p = put_float8(p, e->sum);
-	p = put_varint(p, (uint64) e->ndays);
+	if (e->ndays >= ACT_NDAYS_MORE)
+		p = put_varint(p, (uint64) (e->ndays - ACT_NDAYS_MORE));
 	prev = activity_day_of(e->first_at);
 	for (int j = 0; j < e->ndays; j++)
 	{
@@ -401,9 +517,10 @@ activity_pack_sorted(const ActivityBuildEvent *ev, int nevents)
 		char	   *body_end;
 		Size		body_len;
 
-		p = put_varint(p, (uint64) e->name_len);
-		memcpy(p, e->name, e->name_len);
-		p += e->name_len;
+		int			code = name_code(e->name, e->name_len);
+
+		p = put_varint(p, (uint64) e->name_len << 2 | code);
+		p = put_name_bytes(p, e->name, e->name_len, code);
 
 		/*
 		 * The body's length goes in front of it: write the body past room
@@ -518,15 +635,23 @@ next_event_name(ActivityReader *r, ActivityEventRef *e)
 {
 	const uint8 *p = r->p;
 	uint64		len;
+	uint64		stored;
 
 	if (r->next >= r->nevents)
 		return false;
 	len = get_varint(&p, r->end, r->sqlstate);
-	if (len > (uint64) (r->end - p))
+	e->name_code = (uint8) (len & 3);
+	len >>= 2;
+	/* a name takes at least 5 bits a character */
+	if (e->name_code > ACT_NAME_6BIT || len > (uint64) (r->end - p) * 2)
 		truncated(r->sqlstate);
-	e->name = (const char *) p;
+	stored = name_stored_len(len, e->name_code);
+	if (stored > (uint64) (r->end - p))
+		truncated(r->sqlstate);
+	e->name_data = p;
 	e->name_len = (int) len;
-	p += len;
+	e->name_text = NULL;
+	p += stored;
 	len = get_varint(&p, r->end, r->sqlstate);
 	if (len > (uint64) (r->end - p))
 		truncated(r->sqlstate);
@@ -537,16 +662,28 @@ next_event_name(ActivityReader *r, ActivityEventRef *e)
 	return true;
 }
 
+/* An event's name (not terminated), unpacked on first use. */
+const char *
+activity_event_name(ActivityEventRef *e)
+{
+	if (e->name_text == NULL)
+		e->name_text = e->name_code == ACT_NAME_RAW ? (const char *) e->name_data :
+			unpack_name(e->name_data, e->name_len, e->name_code);
+	return e->name_text;
+}
+
 /* Decode the fixed part of an event's body, up to its buckets. */
 static inline void
 event_body(const ActivityReader *r, ActivityEventRef *e)
 {
 	const uint8 *p = e->buckets;
 	uint64		v;
+	int			nd;
 
 	if (p >= e->end)
 		truncated(r->sqlstate);
-	e->flags = *p++;
+	e->flags = *p & ACT_F_ALL;
+	nd = *p++ >> ACT_NDAYS_SHIFT;
 	v = get_varint(&p, e->end, r->sqlstate);
 	e->count = (int64) Min(v, (uint64) PG_INT64_MAX);
 	e->first_at = unzigzag(get_varint(&p, e->end, r->sqlstate));
@@ -555,7 +692,12 @@ event_body(const ActivityReader *r, ActivityEventRef *e)
 	if (e->flags & ACT_F_TRIMMED)
 		e->trim_day = (int32) unzigzag(get_varint(&p, e->end, r->sqlstate));
 	e->sum = (e->flags & ACT_F_SUM) ? get_float8(&p, e->end, r->sqlstate) : 0.0;
-	v = get_varint(&p, e->end, r->sqlstate);
+	v = nd;
+	if (nd == ACT_NDAYS_MORE)
+	{
+		v = get_varint(&p, e->end, r->sqlstate);
+		v = Min(v, (uint64) PG_INT32_MAX) + ACT_NDAYS_MORE;
+	}
 	/* a bucket takes at least 2 bytes */
 	if (v > (uint64) (e->end - p) / 2)
 		truncated(r->sqlstate);
@@ -573,51 +715,42 @@ activity_next_event(ActivityReader *r, ActivityEventRef *e)
 	return true;
 }
 
-/* Bytewise order of names; inline, since names usually differ early. */
-static inline int
-name_cmp(const char *a, int alen, const char *b, int blen)
-{
-	int			n = Min(alen, blen);
-
-	for (int i = 0; i < n; i++)
-		if (a[i] != b[i])
-			return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
-	return (alen > blen) - (alen < blen);
-}
-
 /*
- * Find an event by name, skipping the bodies of the others (names are
- * sorted, so the search stops at the first greater one).
+ * Find an event by name, skipping the bodies of the others: the name is
+ * stored once per value, so it is packed once and compared packed.
  */
 bool
 activity_find_event(ActivityReader *r, const char *name, int len,
 					ActivityEventRef *e)
 {
+	int			code = name_code(name, len);
+	uint64		stored = name_stored_len(len, code);
+	char		local[128];
+	char	   *key = stored <= sizeof(local) ? local : palloc(stored);
+
+	put_name_bytes(key, name, len, code);
 	while (next_event_name(r, e))
 	{
-		int			c = name_cmp(e->name, e->name_len, name, len);
-
-		if (c == 0)
+		if (e->name_len == len && e->name_code == code &&
+			memcmp(e->name_data, key, stored) == 0)
 		{
 			event_body(r, e);
 			return true;
 		}
-		if (c > 0)
-			break;
 	}
 	return false;
 }
 
 /* Every bucket of an event, into fresh arrays (CurrentMemoryContext). */
 void
-activity_event_unpack(const ActivityEventRef *e, int sqlstate,
+activity_event_unpack(ActivityEventRef *e, int sqlstate,
 					  ActivityBuildEvent *out)
 {
 	const uint8 *p = e->buckets;
 	int64		day = activity_day_of(e->first_at);
 	bool		day_sums = (e->flags & ACT_F_DAY_SUMS) != 0;
 
-	out->name = e->name;
+	out->name = activity_event_name(e);
 	out->name_len = e->name_len;
 	out->count = e->count;
 	out->sum = e->sum;
@@ -700,16 +833,15 @@ activity_validate(const struct varlena *a, int sqlstate)
 		 * through differs from the re-encoding compared at the end.
 		 */
 		event_body(&r, &ref);
-		if (ref.flags & ~ACT_F_ALL)
-			CORRUPT("Event \"%.*s\" has unknown flags %d.", ref.name_len, ref.name, ref.flags);
+		activity_event_name(&ref);
 		if (ref.first_at < lo_ts || ref.first_at >= hi_ts ||
 			ref.last_at < ref.first_at || ref.last_at >= hi_ts)
 			CORRUPT("Event \"%.*s\" has time stamps outside years 1-9999.",
-					ref.name_len, ref.name);
+					ref.name_len, ref.name_text);
 		if (ref.trim_day != ACTIVITY_NO_TRIM &&
 			(ref.trim_day < min_day || ref.trim_day > max_day + 1))
 			CORRUPT("Event \"%.*s\" has a trim day outside years 1-9999.",
-					ref.name_len, ref.name);
+					ref.name_len, ref.name_text);
 		activity_event_unpack(&ref, sqlstate, e);
 
 		if (n > 0 && build_event_cmp(&prev, e) >= 0)
@@ -1119,10 +1251,12 @@ activity_arg(FunctionCallInfo fcinfo, int argno, ActivityReader *r)
 static void
 folded_error(const ActivityEventRef *e, const char *what)
 {
+	ActivityEventRef named = *e;
+
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("%s of event \"%.*s\" is not known for this window",
-					what, e->name_len, e->name),
+					what, e->name_len, activity_event_name(&named)),
 			 errdetail("Day buckets before %s were folded into the totals by cdp.activity_trim, and the window covers part of them.",
 					   DatumGetCString(DirectFunctionCall1(date_out,
 														   DateADTGetDatum(e->trim_day)))),
@@ -1497,7 +1631,7 @@ cdp_events(PG_FUNCTION_ARGS)
 		Datum		values[5];
 		bool		nulls[5] = {0};
 
-		values[0] = PointerGetDatum(cstring_to_text_with_len(e.name, e.name_len));
+		values[0] = PointerGetDatum(cstring_to_text_with_len(activity_event_name(&e), e.name_len));
 		values[1] = Int64GetDatum(e.count);
 		values[2] = Float8GetDatum(e.sum);
 		values[3] = TimestampTzGetDatum(e.first_at);

@@ -11,21 +11,31 @@
  *	byte		version (ACTIVITY_VERSION)
  *	varint		number of events
  *	per event, sorted by name (bytewise), names unique:
- *	  varint	name length, then the name (not terminated)
+ *	  varint	name length in characters, shifted left by 2, ORed with
+ *				the name's code (ACT_NAME_*), then the name: its bytes,
+ *				or its characters as 5- or 6-bit codes packed from the
+ *				least significant bit up, padded with zero bits to a byte
  *	  varint	length of the rest of the event (lookups skip it)
- *	  byte		flags: ACT_F_SUM, ACT_F_TRIMMED, ACT_F_DAY_SUMS
+ *	  byte		flags (ACT_F_SUM, ACT_F_TRIMMED, ACT_F_DAY_SUMS) in the
+ *				low 3 bits, the number of day buckets in the high 5
+ *				(ACT_NDAYS_MORE: 31 or more, the rest follows the sum)
  *	  varint	count (all events, folded ones included)
  *	  zigzag	first time stamp (microseconds since 2000-01-01 UTC)
  *	  varint	last minus first time stamp
  *	  zigzag	trim day, with ACT_F_TRIMMED: count includes events
  *				folded from days before it (cdp.activity_trim)
  *	  float8	sum of the values, with ACT_F_SUM (zero otherwise)
- *	  varint	number of day buckets
+ *	  varint	number of day buckets minus ACT_NDAYS_MORE, only when the
+ *				flags byte holds ACT_NDAYS_MORE
  *	  per bucket, days strictly ascending:
  *		varint	UTC day, as distance from the first time stamp's day for
  *				the first bucket and from the previous bucket after that
  *		varint	count
  *		float8	sum of the values, with ACT_F_DAY_SUMS
+ *
+ * A name is packed with the smallest alphabet that holds all its
+ * characters (ACT_NAME_5BIT, then ACT_NAME_6BIT), else stored as is:
+ * event names are most of a summary's bytes, and most are snake_case.
  *
  * The encoding is canonical (input and receive re-encode a value and
  * compare), so equal summaries have equal bytes.  An event's count minus
@@ -39,13 +49,20 @@
 
 #include "datatype/timestamp.h"
 
-#define ACTIVITY_VERSION	2
+#define ACTIVITY_VERSION	3
 
 /* event flags */
 #define ACT_F_SUM		0x01	/* the event's sum is not zero */
 #define ACT_F_TRIMMED	0x02	/* a trim day follows */
 #define ACT_F_DAY_SUMS	0x04	/* buckets carry sums (some are not zero) */
 #define ACT_F_ALL		0x07
+#define ACT_NDAYS_SHIFT	3
+#define ACT_NDAYS_MORE	31		/* high bits of the flags byte, all set */
+
+/* how a name is stored: low 2 bits of its length varint */
+#define ACT_NAME_RAW	0		/* its bytes */
+#define ACT_NAME_5BIT	1		/* 5-bit codes of ACT_ALPHABET5 */
+#define ACT_NAME_6BIT	2		/* 6-bit codes of ACT_ALPHABET6 */
 
 /* trim_day of an event that was never trimmed */
 #define ACTIVITY_NO_TRIM	PG_INT32_MIN
@@ -90,8 +107,10 @@ typedef struct ActivityReader
 
 typedef struct ActivityEventRef
 {
-	const char *name;
-	int			name_len;
+	const uint8 *name_data;		/* stored name, packed or not */
+	int			name_len;		/* in characters (bytes) */
+	uint8		name_code;		/* ACT_NAME_* */
+	const char *name_text;		/* the name, once activity_event_name ran */
 	uint8		flags;
 	int64		count;
 	float8		sum;
@@ -118,7 +137,8 @@ extern void activity_reader_init(ActivityReader *r, const struct varlena *a,
 extern bool activity_next_event(ActivityReader *r, ActivityEventRef *e);
 extern bool activity_find_event(ActivityReader *r, const char *name, int len,
 								ActivityEventRef *e);
-extern void activity_event_unpack(const ActivityEventRef *e, int sqlstate,
+extern const char *activity_event_name(ActivityEventRef *e);
+extern void activity_event_unpack(ActivityEventRef *e, int sqlstate,
 								  ActivityBuildEvent *out);
 
 #endif							/* CDP_ACTIVITY_H */
