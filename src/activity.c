@@ -715,24 +715,41 @@ activity_next_event(ActivityReader *r, ActivityEventRef *e)
 	return true;
 }
 
+/* Make k the packed form of name, unless it is already. */
+void
+activity_key_set(ActivityKey *k, const char *name, int len, MemoryContext cxt)
+{
+	if (k->name != NULL && k->len == len && memcmp(k->name, name, len) == 0)
+		return;
+	if (k->name == NULL || len > k->cap)
+	{
+		if (k->name != NULL)
+		{
+			pfree(k->name);
+			pfree(k->packed);
+		}
+		k->cap = Max(len, 64);
+		k->name = MemoryContextAlloc(cxt, k->cap);
+		k->packed = MemoryContextAlloc(cxt, k->cap);
+	}
+	memcpy(k->name, name, len);
+	k->len = len;
+	k->code = name_code(name, len);
+	k->stored = (int) name_stored_len(len, k->code);
+	put_name_bytes(k->packed, name, len, k->code);
+}
+
 /*
- * Find an event by name, skipping the bodies of the others: the name is
- * stored once per value, so it is packed once and compared packed.
+ * Find an event by name, skipping the bodies of the others; names are
+ * compared in their packed form, which is unique.
  */
 bool
-activity_find_event(ActivityReader *r, const char *name, int len,
-					ActivityEventRef *e)
+activity_find_key(ActivityReader *r, const ActivityKey *k, ActivityEventRef *e)
 {
-	int			code = name_code(name, len);
-	uint64		stored = name_stored_len(len, code);
-	char		local[128];
-	char	   *key = stored <= sizeof(local) ? local : palloc(stored);
-
-	put_name_bytes(key, name, len, code);
 	while (next_event_name(r, e))
 	{
-		if (e->name_len == len && e->name_code == code &&
-			memcmp(e->name_data, key, stored) == 0)
+		if (e->name_len == k->len && e->name_code == k->code &&
+			memcmp(e->name_data, k->packed, k->stored) == 0)
 		{
 			event_body(r, e);
 			return true;
@@ -1331,14 +1348,51 @@ event_window(const ActivityEventRef *e, int32 lo, int32 hi, bool want_days,
 	*ndays = nd;
 }
 
+/*
+ * The day window of did/did_not: [as_of - within, as_of), no lower bound
+ * when within is NULL.  timestamptz - interval follows the session time
+ * zone, so it is computed once per (within, as_of, time zone) and kept in
+ * fn_extra: a segment query passes the same constants for every row.
+ */
+typedef struct DidWindow
+{
+	bool		valid;
+	bool		has_within;
+	Interval	within;
+	TimestampTz as_of;
+	pg_tz	   *tz;
+	int32		lo;
+	int32		hi;
+} DidWindow;
+
+/* What an accessor keeps across the rows of a query, in fn_extra. */
+typedef struct AccessorCache
+{
+	ActivityKey key;
+	DidWindow	window;
+} AccessorCache;
+
+static AccessorCache *
+accessor_cache(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->flinfo->fn_extra == NULL)
+		fcinfo->flinfo->fn_extra =
+			MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(AccessorCache));
+	return (AccessorCache *) fcinfo->flinfo->fn_extra;
+}
+
+/* The event named by argument 1, its name packed once per query. */
 static inline bool
 lookup_event(FunctionCallInfo fcinfo, ActivityEventRef *e)
 {
 	ActivityReader r;
 	text	   *name = PG_GETARG_TEXT_PP(1);
+	ActivityKey *k = &accessor_cache(fcinfo)->key;
 
+	activity_key_set(k, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name),
+					 fcinfo->flinfo->fn_mcxt);
 	activity_arg(fcinfo, 0, &r);
-	return activity_find_event(&r, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name), e);
+	return activity_find_key(&r, k, e);
 }
 
 /* Window from optional since/until arguments at positions 2 and 3. */
@@ -1417,36 +1471,14 @@ seen(FunctionCallInfo fcinfo, bool last)
 	PG_RETURN_TIMESTAMPTZ(t);
 }
 
-/*
- * The day window of did/did_not: [as_of - within, as_of), no lower bound
- * when within is NULL.  timestamptz - interval follows the session time
- * zone, so it is computed once per (within, as_of, time zone) and kept in
- * fn_extra: a segment query passes the same constants for every row.
- */
-typedef struct DidWindow
-{
-	bool		valid;
-	bool		has_within;
-	Interval	within;
-	TimestampTz as_of;
-	pg_tz	   *tz;
-	int32		lo;
-	int32		hi;
-} DidWindow;
-
 static DidWindow *
 did_window(FunctionCallInfo fcinfo)
 {
-	DidWindow  *w = (DidWindow *) fcinfo->flinfo->fn_extra;
+	DidWindow  *w = &accessor_cache(fcinfo)->window;
 	bool		has_within = !PG_ARGISNULL(3);
 	Interval   *within = has_within ? PG_GETARG_INTERVAL_P(3) : NULL;
 	TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(4);
 
-	if (w == NULL)
-	{
-		w = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(DidWindow));
-		fcinfo->flinfo->fn_extra = w;
-	}
 	if (w->valid && w->as_of == as_of && w->has_within == has_within &&
 		w->tz == session_timezone &&
 		(!has_within ||

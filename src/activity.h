@@ -122,6 +122,20 @@ typedef struct ActivityEventRef
 	const uint8 *end;			/* end of the event */
 } ActivityEventRef;
 
+/*
+ * An event name packed as values store it, kept across rows by accessors
+ * whose name argument is the same for every row.
+ */
+typedef struct ActivityKey
+{
+	char	   *name;			/* a copy of the name */
+	int			len;
+	int			code;			/* ACT_NAME_* */
+	int			stored;			/* bytes of the packed form */
+	char	   *packed;
+	int			cap;			/* bytes allocated for name and for packed */
+} ActivityKey;
+
 /* Day range accepted: 0001-01-01 to 9999-12-31 (UTC). */
 extern int32 activity_min_day(void);
 extern int32 activity_max_day(void);
@@ -135,8 +149,10 @@ extern void activity_validate(const struct varlena *a, int sqlstate);
 extern void activity_reader_init(ActivityReader *r, const struct varlena *a,
 								 int sqlstate);
 extern bool activity_next_event(ActivityReader *r, ActivityEventRef *e);
-extern bool activity_find_event(ActivityReader *r, const char *name, int len,
-								ActivityEventRef *e);
+extern void activity_key_set(ActivityKey *k, const char *name, int len,
+							 MemoryContext cxt);
+extern bool activity_find_key(ActivityReader *r, const ActivityKey *k,
+							  ActivityEventRef *e);
 extern const char *activity_event_name(ActivityEventRef *e);
 extern void activity_event_unpack(ActivityEventRef *e, int sqlstate,
 								  ActivityBuildEvent *out);
