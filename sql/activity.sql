@@ -279,6 +279,16 @@ SELECT nd, pg_column_size(a) AS bytes, cdp.active_days(a) AS days, cdp.event_cou
        a::text::cdp.activity::text = a::text AS round_trip
 FROM (SELECT nd, cdp.activity_agg('e', '2025-01-01Z'::timestamptz + make_interval(days => d)) AS a
       FROM generate_series(29, 33) nd, generate_series(1, nd) d GROUP BY nd) s ORDER BY nd;
+-- an event whose events all lie on one day stores no bucket (it follows
+-- from the totals) unless its day sum differs from its sum by rounding
+SELECT a, pg_column_size(a) AS bytes, a::text::cdp.activity::text = a::text AS round_trip,
+       cdp.event_count(a, 'x', '2025-01-01Z', '2025-01-02Z') AS on_the_day,
+       cdp.event_sum(a, 'x', '2025-01-01Z', '2025-01-02Z') AS sum_on_the_day,
+       cdp.event_count(a, 'x', '2025-01-02Z') AS after, cdp.active_days(a, 'x') AS days
+FROM (VALUES ('{"x": {"count": 2, "sum": 1.5, "first": "2025-01-01T01:00:00Z", "last": "2025-01-01T23:00:00Z", "days": {"2025-01-01": [2, 1.5]}}}'::cdp.activity),
+             ('{"x": {"count": 2, "sum": 0.30000000000000004, "first": "2025-01-01T01:00:00Z", "last": "2025-01-01T23:00:00Z", "days": {"2025-01-01": [2, 0.3]}}}'),
+             ('{"x": {"count": 2, "sum": 0, "first": "2025-01-01T01:00:00Z", "last": "2025-01-01T23:00:00Z", "days": {"2025-01-01": [2, 0]}}}')) t(a);
+SELECT '{"x": {"count": 1, "sum": 0, "first": "2025-01-01T00:00:00Z", "last": "2025-01-01T00:00:00Z", "days": {}}}'::cdp.activity;
 
 -- bad aggregate input
 SELECT cdp.activity_agg('x', 'infinity'::timestamptz);

@@ -441,11 +441,26 @@ event_max_bytes(const ActivityBuildEvent *e)
 		(uint64) e->ndays * (10 + 5 + 8);
 }
 
+/*
+ * Whether an event's only day bucket follows from its totals: never
+ * trimmed, one day, and the bucket's sum equal to the event's (rounding
+ * in another order can make them differ).
+ */
+static bool
+bucket_implied(const ActivityBuildEvent *e)
+{
+	return e->trim_day == ACTIVITY_NO_TRIM && e->ndays == 1 &&
+		e->days[0] == activity_day_of(e->first_at) &&
+		e->counts[0] == e->count &&
+		(e->sums ? e->sums[0] : 0.0) == e->sum;
+}
+
 static char *
 put_event_body(char *p, const ActivityBuildEvent *e)
 {
 	uint8		flags = 0;
 	bool		day_sums = has_nonzero(e->sums, e->ndays);
+	int			ndays = bucket_implied(e) ? 0 : e->ndays;
 	int64		prev;
 
 	if (e->sum != 0.0)
@@ -454,7 +469,7 @@ put_event_body(char *p, const ActivityBuildEvent *e)
 		flags |= ACT_F_TRIMMED;
 	if (day_sums)
 		flags |= ACT_F_DAY_SUMS;
-	*p++ = (char) (flags | Min(e->ndays, ACT_NDAYS_MORE) << ACT_NDAYS_SHIFT);
+	*p++ = (char) (flags | Min(ndays, ACT_NDAYS_MORE) << ACT_NDAYS_SHIFT);
 	p = put_varint(p, (uint64) e->count);
 	p = put_varint(p, zigzag(e->first_at));
 	p = put_varint(p, (uint64) e->last_at - (uint64) e->first_at);
@@ -462,10 +477,10 @@ put_event_body(char *p, const ActivityBuildEvent *e)
 		p = put_varint(p, zigzag(e->trim_day));
 	if (flags & ACT_F_SUM)
 		p = put_float8(p, e->sum);
-	if (e->ndays >= ACT_NDAYS_MORE)
-		p = put_varint(p, (uint64) (e->ndays - ACT_NDAYS_MORE));
+	if (ndays >= ACT_NDAYS_MORE)
+		p = put_varint(p, (uint64) (ndays - ACT_NDAYS_MORE));
 	prev = activity_day_of(e->first_at);
-	for (int j = 0; j < e->ndays; j++)
+	for (int j = 0; j < ndays; j++)
 	{
 		/* days ascend from the first time stamp's day (validated) */
 		p = put_varint(p, (uint64) ((int64) e->days[j] - prev));
@@ -702,6 +717,10 @@ event_body(const ActivityReader *r, ActivityEventRef *e)
 	if (v > (uint64) (e->end - p) / 2)
 		truncated(r->sqlstate);
 	e->ndays = (int32) v;
+	/* an event never trimmed has buckets: none stored means one implied */
+	e->bucket_implied = v == 0 && !(e->flags & ACT_F_TRIMMED);
+	if (e->bucket_implied)
+		e->ndays = 1;
 	e->buckets = p;
 }
 
@@ -778,7 +797,14 @@ activity_event_unpack(ActivityEventRef *e, int sqlstate,
 	out->days = palloc(Max(e->ndays, 1) * sizeof(int32));
 	out->counts = palloc(Max(e->ndays, 1) * sizeof(int32));
 	out->sums = day_sums ? palloc(Max(e->ndays, 1) * sizeof(float8)) : NULL;
-	for (int j = 0; j < e->ndays; j++)
+	if (e->bucket_implied)
+	{
+		out->days[0] = (int32) day;
+		out->counts[0] = (int32) Min(e->count, PG_INT32_MAX);
+		if (day_sums)
+			out->sums[0] = e->sum;
+	}
+	for (int j = 0; j < e->ndays && !e->bucket_implied; j++)
 	{
 		uint64		c;
 
@@ -812,9 +838,15 @@ static void
 check_time_order(const ActivityBuildEvent *ev, int n, int sqlstate)
 {
 	for (int i = 0; i < n; i++)
+	{
 		if (ev[i].first_at > ev[i].last_at)
 			CORRUPT("Event \"%.*s\" has first and last time stamps out of order.",
 					ev[i].name_len, ev[i].name);
+		/* stored, it would read as one implied bucket */
+		if (ev[i].ndays == 0 && ev[i].trim_day == ACTIVITY_NO_TRIM)
+			CORRUPT("Event \"%.*s\" has day buckets that do not match its first and last time stamps.",
+					ev[i].name_len, ev[i].name);
+	}
 }
 
 /*
@@ -1315,6 +1347,17 @@ event_window(const ActivityEventRef *e, int32 lo, int32 hi, bool want_days,
 				folded_error(e, want_days ? "the number of active days" : "the count");
 			folded = true;
 		}
+	}
+	if (e->bucket_implied)
+	{
+		/* every event on the first day */
+		if (day >= lo && day < hi)
+		{
+			*count = e->count;
+			*sum = day_sums ? e->sum : 0.0;
+			*ndays = 1;
+		}
+		return;
 	}
 	for (int j = 0; j < e->ndays; j++)
 	{

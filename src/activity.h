@@ -27,7 +27,9 @@
  *	  float8	sum of the values, with ACT_F_SUM (zero otherwise)
  *	  varint	number of day buckets minus ACT_NDAYS_MORE, only when the
  *				flags byte holds ACT_NDAYS_MORE
- *	  per bucket, days strictly ascending:
+ *	  per bucket, days strictly ascending (none stored for an event never
+ *	  trimmed whose events all lie on one day: its one bucket is then the
+ *	  first day, the count and, with ACT_F_DAY_SUMS, the sum):
  *		varint	UTC day, as distance from the first time stamp's day for
  *				the first bucket and from the previous bucket after that
  *		varint	count
@@ -118,6 +120,7 @@ typedef struct ActivityEventRef
 	TimestampTz last_at;
 	int32		trim_day;		/* ACTIVITY_NO_TRIM unless ACT_F_TRIMMED */
 	int32		ndays;
+	bool		bucket_implied; /* one bucket, not stored: the totals' */
 	const uint8 *buckets;		/* encoded buckets */
 	const uint8 *end;			/* end of the event */
 } ActivityEventRef;
