@@ -17,6 +17,24 @@ INSERT INTO stitch_links VALUES
 -- profile's canonical member (first column's kind first, then smallest value)
 SELECT * FROM cdp.stitch('SELECT * FROM stitch_links', :'off') ORDER BY profile_id, kind, value;
 
+-- profiles are numbered in the order of their canonical members, bytewise,
+-- also among values that share their first 8 or 16 bytes or more, and among
+-- values that are prefixes of each other
+CREATE TABLE stitch_order AS
+  SELECT * FROM cdp.stitch($$
+    SELECT 'customer-0000' || (i % 70) AS user_id, 'customer-0000' || (i % 30) || 'x' AS email
+    FROM generate_series(1, 500) i
+    UNION ALL SELECT NULL, e FROM unnest(ARRAY['customer', 'customer-', 'custom', 'customer-0000', 'Customer', 'c', '~', 'customer-0000~',
+                                          'customer-0000-long-b', 'customer-0000-long', 'customer-0000-long-a']) e$$, :'off');
+SELECT (SELECT count(*) FROM stitch_order) AS identifiers, count(*) AS profiles,
+       bool_and(profile_id = rn) AS ids_follow_canonical_members
+FROM (SELECT profile_id, row_number() OVER (ORDER BY kind = 'email', value COLLATE "C") AS rn
+      FROM (SELECT DISTINCT ON (profile_id) profile_id, kind, value FROM stitch_order
+            ORDER BY profile_id, kind = 'email', value COLLATE "C") c) x;
+SELECT profile_id, kind, value FROM stitch_order WHERE kind = 'email' AND value NOT LIKE '%x'
+ORDER BY profile_id;
+DROP TABLE stitch_order;
+
 -- the same rows in any order (and any plan) give the same ids
 SELECT count(*) AS differences FROM (
   (SELECT * FROM cdp.stitch('SELECT * FROM stitch_links ORDER BY at', :'off')

@@ -24,6 +24,8 @@
  */
 #include "postgres.h"
 
+#include "port/pg_bswap.h"
+
 #include "access/htup_details.h"
 #include "catalog/pg_collation_d.h"
 #include "catalog/pg_type_d.h"
@@ -1237,17 +1239,62 @@ apply_row(StitchEngine *e, const StoredRow *r, uint32 *buf, uint32 *roots,
 	}
 }
 
-static int
-rep_cmp(const void *a, const void *b, void *arg)
+/*
+ * A profile's canonical member with the first bytes of its value, so that
+ * sorting profiles compares integers and reads a value only on a tie.
+ */
+typedef struct RepKey
 {
-	return node_cmp(arg, *(const uint32 *) a, *(const uint32 *) b);
+	uint64		prefix[2];		/* first 16 bytes, big-endian, zero-padded */
+	uint32		node;
+	uint16		kind;
+} RepKey;
+
+/*
+ * node_cmp's order: zero padding cannot contradict it (a value that ends
+ * first sorts first), and equal prefixes fall back to it.
+ */
+static inline int
+rep_key_cmp(const RepKey *a, const RepKey *b, StitchEngine *e)
+{
+	if (a->kind != b->kind)
+		return a->kind < b->kind ? -1 : 1;
+	if (a->prefix[0] != b->prefix[0])
+		return a->prefix[0] < b->prefix[0] ? -1 : 1;
+	if (a->prefix[1] != b->prefix[1])
+		return a->prefix[1] < b->prefix[1] ? -1 : 1;
+	return node_cmp(e, a->node, b->node);
+}
+
+#define ST_SORT sort_rep_keys
+#define ST_ELEMENT_TYPE RepKey
+#define ST_COMPARE(a, b, arg) rep_key_cmp(a, b, arg)
+#define ST_COMPARE_ARG_TYPE StitchEngine
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
+
+static inline RepKey
+rep_key(const StitchEngine *e, uint32 node)
+{
+	const StitchNode *n = &e->nodes[node];
+	uint64		v[2] = {0, 0};
+	RepKey		k;
+
+	memcpy(v, n->str, Min(n->len, sizeof(v)));
+	k.prefix[0] = pg_ntoh64(v[0]);
+	k.prefix[1] = pg_ntoh64(v[1]);
+	k.node = node;
+	k.kind = n->kind;
+	return k;
 }
 
 void
 stitch_finish(StitchEngine *e)
 {
 	MemoryContext old = MemoryContextSwitchTo(e->mcxt);
-	uint32	   *reps;
+	RepKey	   *reps;
 	uint64		nreps = 0;
 	uint32		i;
 
@@ -1321,15 +1368,15 @@ stitch_finish(StitchEngine *e)
 		else if (node_cmp(e, i, e->profile[rt]) < 0)
 			e->profile[rt] = i;
 	}
-	reps = cdp_alloc_huge(e->mcxt, sizeof(uint32) * Max(nreps, 1));
+	reps = cdp_alloc_huge(e->mcxt, sizeof(RepKey) * Max(nreps, 1));
 	nreps = 0;
 	for (i = 0; i < e->nnodes; i++)
 		if (!(e->nodes[i].flags & NODE_EXCLUDED) && e->uf->parent[i] == i)
-			reps[nreps++] = e->profile[i];
-	qsort_arg(reps, nreps, sizeof(uint32), rep_cmp, e);
+			reps[nreps++] = rep_key(e, e->profile[i]);
+	sort_rep_keys(reps, nreps, e);
 	for (i = 0; i < nreps; i++)
 	{
-		uint32		rt = uf_find(e->uf, reps[i]);
+		uint32		rt = uf_find(e->uf, reps[i].node);
 
 		e->profile[rt] = i + 1;
 		if (e->uf->size[rt] > e->largest)

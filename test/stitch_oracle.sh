@@ -136,6 +136,8 @@ for spec in "0.11 1500" "0.42 4000" "0.77 2500"; do
     "$("${PSQL[@]}" -tAc "SELECT min(profile_id) = 1 AND max(profile_id) = count(DISTINCT profile_id) FROM st")" t
   ok "seed $seed: profile 1 holds the smallest identifier of the first kind" \
     "$("${PSQL[@]}" -tAc "SELECT profile_id FROM st WHERE kind = 'a' ORDER BY value COLLATE \"C\" LIMIT 1")" 1
+  ok "seed $seed: profile ids follow the order of their canonical members" \
+    "$("${PSQL[@]}" -tAc "SELECT bool_and(profile_id = rn) FROM (SELECT profile_id, row_number() OVER (ORDER BY kind, value COLLATE \"C\") AS rn FROM (SELECT DISTINCT ON (profile_id) profile_id, kind, value FROM st ORDER BY profile_id, kind, value COLLATE \"C\") c) x")" t
 
   if [ "$have_pgr" = 1 ]; then
     got=$("${PSQL[@]}" -tAc "
