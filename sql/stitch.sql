@@ -239,4 +239,14 @@ FROM stitch_big a
 LEFT JOIN stitch_big u
   ON u.kind = 'user_id' AND u.value = 'u' || (substr(a.value, 6, length(a.value) - 25)::int / 2)
 WHERE a.kind = 'anonymous_id' AND u.profile_id IS DISTINCT FROM a.profile_id;
+-- the same graph with a limit keeps every row (7 MB of them) in arrays that
+-- grow in place many times: same answer
+SELECT count(*) AS differences FROM (
+  (SELECT * FROM cdp.stitch($$SELECT 'u' || (g / 2) AS user_id, 'anon-' || g || repeat('x', 20) AS anonymous_id, now() AS at
+                              FROM generate_series(1, 300000) g$$, '{"blocked": {}, "limits": {"user_id": 1}}')
+   EXCEPT ALL SELECT * FROM stitch_big)
+  UNION ALL
+  (SELECT * FROM stitch_big
+   EXCEPT ALL SELECT * FROM cdp.stitch($$SELECT 'u' || (g / 2) AS user_id, 'anon-' || g || repeat('x', 20) AS anonymous_id, now() AS at
+                                         FROM generate_series(1, 300000) g$$, '{"blocked": {}, "limits": {"user_id": 1}}'))) d;
 DROP TABLE stitch_big;

@@ -52,4 +52,29 @@ cdp_realloc_huge(void *p, Size size)
 	return p;
 }
 
+/*
+ * A large array in an anonymous mapping of its own.  The kernel hands it out
+ * zero-filled and page by page as it is touched (no memset over memory that
+ * is already zero), it grows with mremap (its pages move instead of being
+ * copied), and it is unmapped when the memory context it was made in is
+ * reset or deleted, so an error cannot leak it.
+ */
+typedef struct CdpMapStats
+{
+	Size		current;		/* bytes mapped now */
+	Size		peak;			/* most bytes mapped at once */
+} CdpMapStats;
+
+typedef struct CdpMapping
+{
+	void	   *addr;			/* NULL once unmapped */
+	Size		size;
+	CdpMapStats *stats;			/* may be NULL */
+	MemoryContextCallback cb;
+} CdpMapping;
+
+extern CdpMapping *cdp_map(MemoryContext cxt, Size size, CdpMapStats *stats);
+extern void cdp_remap(CdpMapping *m, Size size);
+extern void cdp_unmap(CdpMapping *m);
+
 #endif							/* CDP_HUGEMEM_H */

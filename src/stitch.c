@@ -564,15 +564,19 @@ struct StitchEngine
 	int			nkinds;
 	int			maxkinds;
 
+	CdpMapStats mapped;			/* the engine's large arrays (hugemem.h) */
+	CdpMapping *nodes_map;
 	StitchNode *nodes;			/* node id -> identifier */
 	uint32		nnodes;
 	uint32		nodecap;
 	uint32		probe_hash;		/* hash of the key being looked up */
 	uint32	   *last;			/* per row position: last node seen there */
 	int			nlast;
+	CdpMapping *degree_map;
 	uint32	   *degree;			/* distinct neighbours, if any max_degree */
 	struct ident_hash *idents;
 	struct edge_hash *edges;
+	CdpMapping *table_maps[4];	/* hash tables' arrays (two while growing) */
 	UnionFind  *uf;
 
 	char	   *arena;
@@ -583,9 +587,11 @@ struct StitchEngine
 	bool		any_max_degree;
 	int			nlimits;
 
+	CdpMapping *rows_map;
 	StoredRow  *rows;
 	uint64		nrows;
 	uint64		rowcap;
+	CdpMapping *pool_map;
 	uint32	   *pool;
 	uint64		npool;
 	uint64		poolcap;
@@ -643,38 +649,60 @@ static inline bool ident_equal(StitchEngine *e, uint32 a, uint32 b);
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
-/* hash table arrays: zeroed after the huge-page advice, not before */
-static inline void *
-hash_array_alloc(MemoryContext cxt, Size size)
+/*
+ * Hash table arrays: small ones palloc'd, large ones in mappings of their
+ * own, which come zero-filled (simplehash wants them zeroed).
+ */
+static void *
+table_alloc(StitchEngine *e, MemoryContext cxt, Size size)
 {
-	void	   *p = cdp_alloc_huge(cxt, size);
+	if (size < CDP_HUGE_PAGE)
+		return MemoryContextAllocZero(cxt, size);
+	for (int i = 0; i < lengthof(e->table_maps); i++)
+		if (e->table_maps[i] == NULL)
+		{
+			e->table_maps[i] = cdp_map(cxt, size, &e->mapped);
+			return e->table_maps[i]->addr;
+		}
+	elog(ERROR, "too many stitching hash table arrays");
+	return NULL;				/* keep compiler quiet */
+}
 
-	memset(p, 0, size);
-	return p;
+static void
+table_free(StitchEngine *e, void *p)
+{
+	for (int i = 0; i < lengthof(e->table_maps); i++)
+		if (e->table_maps[i] != NULL && e->table_maps[i]->addr == p)
+		{
+			cdp_unmap(e->table_maps[i]);
+			e->table_maps[i] = NULL;
+			return;
+		}
+	pfree(p);
 }
 
 static inline void *
 ident_allocate(ident_hash *tb, Size size)
 {
-	return hash_array_alloc(tb->ctx, size);
+	return table_alloc((StitchEngine *) tb->private_data, tb->ctx, size);
 }
 
 static inline void
 ident_free(ident_hash *tb, void *p)
 {
-	pfree(p);
+	table_free((StitchEngine *) tb->private_data, p);
 }
 
 static inline void *
 edge_allocate(edge_hash *tb, Size size)
 {
-	return hash_array_alloc(tb->ctx, size);
+	return table_alloc((StitchEngine *) tb->private_data, tb->ctx, size);
 }
 
 static inline void
 edge_free(edge_hash *tb, void *p)
 {
-	pfree(p);
+	table_free((StitchEngine *) tb->private_data, p);
 }
 
 /*
@@ -737,14 +765,16 @@ stitch_create(const StitchRules *rules)
 	e->maxkinds = 16;
 	e->kinds = palloc0(sizeof(StitchKind) * e->maxkinds);
 	e->nodecap = 1024;
-	e->nodes = cdp_alloc_huge(mcxt, sizeof(StitchNode) * (Size) e->nodecap);
+	e->nodes_map = cdp_map(mcxt, sizeof(StitchNode) * (Size) e->nodecap, &e->mapped);
+	e->nodes = e->nodes_map->addr;
 	if (e->any_max_degree)
 	{
-		e->degree = cdp_alloc_huge(mcxt, sizeof(uint32) * (Size) e->nodecap);
+		e->degree_map = cdp_map(mcxt, sizeof(uint32) * (Size) e->nodecap, &e->mapped);
+		e->degree = e->degree_map->addr;
 		e->edges = edge_create(mcxt, 1024, e);
 	}
 	e->idents = ident_create(mcxt, 1024, e);
-	e->uf = uf_create(e->nodecap, e->nlimits);
+	e->uf = uf_create(e->nodecap, e->nlimits, &e->mapped);
 	e->rowbufcap = 16;
 	e->rowbuf = palloc(sizeof(uint32) * e->rowbufcap);
 	e->prevrow = palloc(sizeof(uint32) * e->rowbufcap);
@@ -891,9 +921,13 @@ grow_nodes(StitchEngine *e)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("too many distinct identifiers")));
-	e->nodes = cdp_realloc_huge(e->nodes, sizeof(StitchNode) * newcap);
+	cdp_remap(e->nodes_map, sizeof(StitchNode) * newcap);
+	e->nodes = e->nodes_map->addr;
 	if (e->degree)
-		e->degree = cdp_realloc_huge(e->degree, sizeof(uint32) * newcap);
+	{
+		cdp_remap(e->degree_map, sizeof(uint32) * newcap);
+		e->degree = e->degree_map->addr;
+	}
 	e->nodecap = (uint32) newcap;
 }
 
@@ -994,14 +1028,20 @@ store_row(StitchEngine *e, const uint32 *ids, int n, TimestampTz at, bool at_nul
 	if (e->nrows == e->rowcap)
 	{
 		e->rowcap = Max(e->rowcap * 2, 1024);
-		e->rows = e->rows ? cdp_realloc_huge(e->rows, sizeof(StoredRow) * e->rowcap)
-			: cdp_alloc_huge(e->mcxt, sizeof(StoredRow) * e->rowcap);
+		if (e->rows_map)
+			cdp_remap(e->rows_map, sizeof(StoredRow) * e->rowcap);
+		else
+			e->rows_map = cdp_map(e->mcxt, sizeof(StoredRow) * e->rowcap, &e->mapped);
+		e->rows = e->rows_map->addr;
 	}
 	while (e->npool + n > e->poolcap)
 	{
 		e->poolcap = Max(e->poolcap * 2, 4096);
-		e->pool = e->pool ? cdp_realloc_huge(e->pool, sizeof(uint32) * e->poolcap)
-			: cdp_alloc_huge(e->mcxt, sizeof(uint32) * e->poolcap);
+		if (e->pool_map)
+			cdp_remap(e->pool_map, sizeof(uint32) * e->poolcap);
+		else
+			e->pool_map = cdp_map(e->mcxt, sizeof(uint32) * e->poolcap, &e->mapped);
+		e->pool = e->pool_map->addr;
 	}
 	r = &e->rows[e->nrows++];
 	r->at = at;
@@ -1384,7 +1424,7 @@ stitch_finish(StitchEngine *e)
 	}
 	e->nprofiles = nreps;
 	pfree(reps);
-	e->peak = MemoryContextMemAllocated(e->mcxt, true);
+	e->peak = MemoryContextMemAllocated(e->mcxt, true) + e->mapped.peak;
 	e->finished = true;
 	MemoryContextSwitchTo(old);
 }

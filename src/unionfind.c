@@ -5,8 +5,9 @@
  *
  * Union by size keeps trees shallow and path halving flattens them as they
  * are walked, so a sequence of m operations on n nodes costs
- * O(m * alpha(n)).  Arrays grow by doubling with the huge-allocation API,
- * since a graph of a few hundred million identifiers needs more than 1 GB.
+ * O(m * alpha(n)).  The arrays are mappings of their own (hugemem.h) that
+ * grow by doubling without copying; a graph of a few hundred million
+ * identifiers needs more than 1 GB.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,19 +18,24 @@
 #include "hugemem.h"
 #include "unionfind.h"
 
+/* A forest of capacity nodes to start with, in CurrentMemoryContext. */
 UnionFind *
-uf_create(uint32 capacity, int ncounters)
+uf_create(uint32 capacity, int ncounters, CdpMapStats *stats)
 {
 	UnionFind  *uf = palloc0(sizeof(UnionFind));
 
-	uf->mcxt = CurrentMemoryContext;
 	uf->capacity = Max(capacity, 1024);
 	uf->ncounters = ncounters;
-	uf->parent = cdp_alloc_huge(uf->mcxt, sizeof(uint32) * (Size) uf->capacity);
-	uf->size = cdp_alloc_huge(uf->mcxt, sizeof(uint32) * (Size) uf->capacity);
+	uf->parent_map = cdp_map(CurrentMemoryContext, sizeof(uint32) * (Size) uf->capacity, stats);
+	uf->parent = uf->parent_map->addr;
+	uf->size_map = cdp_map(CurrentMemoryContext, sizeof(uint32) * (Size) uf->capacity, stats);
+	uf->size = uf->size_map->addr;
 	if (ncounters > 0)
-		uf->counters = cdp_alloc_huge(uf->mcxt,
-											  sizeof(int32) * (Size) uf->capacity * ncounters);
+	{
+		uf->counters_map = cdp_map(CurrentMemoryContext,
+								   sizeof(int32) * (Size) uf->capacity * ncounters, stats);
+		uf->counters = uf->counters_map->addr;
+	}
 	return uf;
 }
 
@@ -50,11 +56,15 @@ uf_add(UnionFind *uf)
 					 errmsg("too many distinct identifiers"),
 					 errdetail("At most %u distinct identifiers can be stitched at once.",
 							   PG_UINT32_MAX - 1)));
-		uf->parent = cdp_realloc_huge(uf->parent, sizeof(uint32) * newcap);
-		uf->size = cdp_realloc_huge(uf->size, sizeof(uint32) * newcap);
+		cdp_remap(uf->parent_map, sizeof(uint32) * newcap);
+		uf->parent = uf->parent_map->addr;
+		cdp_remap(uf->size_map, sizeof(uint32) * newcap);
+		uf->size = uf->size_map->addr;
 		if (uf->ncounters > 0)
-			uf->counters = cdp_realloc_huge(uf->counters,
-										 sizeof(int32) * newcap * uf->ncounters);
+		{
+			cdp_remap(uf->counters_map, sizeof(int32) * newcap * uf->ncounters);
+			uf->counters = uf->counters_map->addr;
+		}
 		uf->capacity = (uint32) newcap;
 	}
 	x = uf->n++;

@@ -12,6 +12,8 @@
 #ifndef CDP_UNIONFIND_H
 #define CDP_UNIONFIND_H
 
+#include "hugemem.h"
+
 typedef struct UnionFind
 {
 	uint32	   *parent;			/* parent[x] == x for roots */
@@ -20,10 +22,12 @@ typedef struct UnionFind
 	int			ncounters;
 	uint32		n;				/* nodes in use */
 	uint32		capacity;
-	MemoryContext mcxt;
+	CdpMapping *parent_map;
+	CdpMapping *size_map;
+	CdpMapping *counters_map;
 } UnionFind;
 
-extern UnionFind *uf_create(uint32 capacity, int ncounters);
+extern UnionFind *uf_create(uint32 capacity, int ncounters, CdpMapStats *stats);
 
 /* Add a singleton node; returns its id (== previous n). */
 extern uint32 uf_add(UnionFind *uf);
