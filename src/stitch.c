@@ -952,9 +952,28 @@ arena_copy(StitchEngine *e, const char *s, uint32 len)
 	return p;
 }
 
-/* Node id of (kind, value), interning it on first sight. */
+static inline uint32
+ident_hash_value(int kind, const char *str, uint32 len)
+{
+	return hash_combine(hash_bytes((const unsigned char *) str, len), (uint32) kind);
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define stitch_prefetch(p) __builtin_prefetch(p)
+#else
+#define stitch_prefetch(p) ((void) 0)
+#endif
+
+/* Ask for the hash bucket a value will be looked up in. */
+static inline void
+ident_prefetch(StitchEngine *e, uint32 hash)
+{
+	stitch_prefetch(&e->idents->data[hash & e->idents->sizemask]);
+}
+
+/* Node id of (kind, value) with the given hash, interning it on first sight. */
 static uint32
-intern(StitchEngine *e, int kind, const char *str, uint32 len)
+intern(StitchEngine *e, int kind, const char *str, uint32 len, uint32 hash)
 {
 	StitchNode *probe;
 	IdentEntry *entry;
@@ -968,8 +987,7 @@ intern(StitchEngine *e, int kind, const char *str, uint32 len)
 	probe->str = str;
 	probe->len = len;
 	probe->kind = (uint16) kind;
-	e->probe_hash = hash_combine(hash_bytes((const unsigned char *) str, len),
-								 (uint32) kind);
+	e->probe_hash = hash;
 	entry = ident_insert(e->idents, e->nnodes, &found);
 	if (found)
 		return entry->node;
@@ -1060,10 +1078,11 @@ store_row(StitchEngine *e, const uint32 *ids, int n, TimestampTz at, bool at_nul
 	e->npool += n;
 }
 
-void
-stitch_add_row(StitchEngine *e, int n, const int *kinds,
-			   const char *const *values, const int *lens,
-			   TimestampTz at, bool at_null)
+/* stitch_add_row, with the values' hashes when the caller has them */
+static void
+add_row(StitchEngine *e, int n, const int *kinds,
+		const char *const *values, const int *lens, const uint32 *hashes,
+		TimestampTz at, bool at_null)
 {
 	MemoryContext old;
 	int			m = 0;
@@ -1101,7 +1120,9 @@ stitch_add_row(StitchEngine *e, int n, const int *kinds,
 		if (node == NO_NODE || ln->kind != kinds[i] || ln->len != (uint32) lens[i] ||
 			memcmp(ln->str, values[i], lens[i]) != 0)
 		{
-			node = intern(e, kinds[i], values[i], (uint32) lens[i]);
+			node = intern(e, kinds[i], values[i], (uint32) lens[i],
+						  hashes ? hashes[i] :
+						  ident_hash_value(kinds[i], values[i], (uint32) lens[i]));
 			e->last[i] = node;
 		}
 		if (e->nodes[node].flags & NODE_EXCLUDED)
@@ -1151,6 +1172,14 @@ stitch_add_row(StitchEngine *e, int n, const int *kinds,
 }
 
 /* Row order for ordered rules: at (NULL last), then content. */
+void
+stitch_add_row(StitchEngine *e, int n, const int *kinds,
+			   const char *const *values, const int *lens,
+			   TimestampTz at, bool at_null)
+{
+	add_row(e, n, kinds, values, lens, NULL, at, at_null);
+}
+
 static int
 row_cmp(const void *pa, const void *pb, void *arg)
 {
@@ -1556,6 +1585,23 @@ stitch_reason_name(StitchReason reason, const char *limit_kind, char *buf, Size 
 
 /* ---------------------------------------------------------- SPI source */
 
+/*
+ * A row read from the query, its values copied: each row is held back
+ * until the next one has been read, so that the hash buckets of its values,
+ * asked for when it arrived, are in cache when it is added.
+ */
+typedef struct PendingRow
+{
+	int			n;
+	int		   *kinds;
+	const char **vals;
+	int		   *lens;
+	uint32	   *hashes;
+	StringInfoData bytes;
+	TimestampTz at;
+	bool		at_null;
+} PendingRow;
+
 typedef struct StitchReceiver
 {
 	DestReceiver pub;
@@ -1571,7 +1617,22 @@ typedef struct StitchReceiver
 	int		   *lens;
 	int		   *rowkinds;
 	MemoryContext tmpcxt;
+	PendingRow	pend[2];
+	int			cur;			/* the row being read goes into pend[cur] */
+	bool		has_pending;	/* pend[1 - cur] waits to be added */
 } StitchReceiver;
+
+static void
+add_pending(StitchReceiver *rc)
+{
+	PendingRow *q = &rc->pend[1 - rc->cur];
+
+	if (!rc->has_pending)
+		return;
+	add_row(rc->engine, q->n, q->kinds, q->vals, q->lens, q->hashes,
+			q->at, q->at_null);
+	rc->has_pending = false;
+}
 
 static bool
 stitch_receive(TupleTableSlot *slot, DestReceiver *self)
@@ -1582,6 +1643,8 @@ stitch_receive(TupleTableSlot *slot, DestReceiver *self)
 	bool		at_null = true;
 	int			n = 0;
 	int			i;
+	int			total = 0;
+	PendingRow *p;
 
 	slot_getallattrs(slot);
 	if (rc->at_col >= 0 && !slot->tts_isnull[rc->at_col])
@@ -1616,9 +1679,33 @@ stitch_receive(TupleTableSlot *slot, DestReceiver *self)
 		rc->rowkinds[n] = rc->kinds[i];
 		n++;
 	}
-	stitch_add_row(rc->engine, n, rc->rowkinds, rc->vals, rc->lens, at, at_null);
+
+	/* copy this row and ask for its buckets, then add the row before it */
+	p = &rc->pend[rc->cur];
+	for (i = 0; i < n; i++)
+		total += rc->lens[i];
+	resetStringInfo(&p->bytes);
+	enlargeStringInfo(&p->bytes, total);
+	for (i = 0; i < n; i++)
+	{
+		char	   *copy = p->bytes.data + p->bytes.len;
+
+		memcpy(copy, rc->vals[i], rc->lens[i]);
+		p->bytes.len += rc->lens[i];
+		p->vals[i] = copy;
+		p->lens[i] = rc->lens[i];
+		p->kinds[i] = rc->rowkinds[i];
+		p->hashes[i] = ident_hash_value(p->kinds[i], copy, (uint32) p->lens[i]);
+		ident_prefetch(rc->engine, p->hashes[i]);
+	}
+	p->n = n;
+	p->at = at;
+	p->at_null = at_null;
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(rc->tmpcxt);
+	add_pending(rc);
+	rc->has_pending = true;
+	rc->cur = 1 - rc->cur;
 	return true;
 }
 
@@ -1708,6 +1795,14 @@ stitch_add_query(StitchEngine *e, const char *query)
 	rc->lens = palloc(sizeof(int) * desc->natts);
 	rc->rowkinds = palloc(sizeof(int) * desc->natts);
 	rc->tmpcxt = e->tmpcxt;
+	for (i = 0; i < 2; i++)
+	{
+		rc->pend[i].kinds = palloc(sizeof(int) * desc->natts);
+		rc->pend[i].vals = palloc(sizeof(char *) * desc->natts);
+		rc->pend[i].lens = palloc(sizeof(int) * desc->natts);
+		rc->pend[i].hashes = palloc(sizeof(uint32) * desc->natts);
+		initStringInfo(&rc->pend[i].bytes);
+	}
 	for (i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -1760,6 +1855,7 @@ stitch_add_query(StitchEngine *e, const char *query)
 	ret = SPI_execute_plan_extended(plan, &opts);
 	if (ret < 0)
 		elog(ERROR, "SPI_execute_plan_extended failed: %s", SPI_result_code_string(ret));
+	add_pending(rc);
 	SPI_freeplan(plan);
 	return (uint64) e->rows_read;
 }
