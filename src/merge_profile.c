@@ -19,15 +19,18 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
+#include "nodes/execnodes.h"
 #include "port/pg_bitutils.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/varlena.h"
 
+#include "hugemem.h"
 #include "merge_agg.h"
 
 typedef enum MergeStrategy
@@ -111,6 +114,28 @@ typedef struct MergeKey
 } MergeKey;
 
 /*
+ * Group states of a hash aggregate, see merge_arena_alloc.  Chunk sizes are
+ * multiples of a cache line up to MERGE_ARENA_MAX; larger states are
+ * palloc'd.
+ */
+#define MERGE_ARENA_UNIT 64
+#define MERGE_ARENA_MAX 4096
+#define MERGE_ARENA_FIRST_BLOCK ((Size) 64 * 1024)
+#define MERGE_ARENA_LAST_BLOCK ((Size) 16 * 1024 * 1024)
+
+typedef struct MergeArena
+{
+	MemoryContext cxt;			/* the hash aggregate's context */
+	struct MergeArena **owner;	/* the cache's pointer to this arena */
+	char	   *next;			/* unused part of the current block */
+	char	   *end;
+	Size		blocksize;		/* size of the next block */
+	void	   *freelist[MERGE_ARENA_MAX / MERGE_ARENA_UNIT];	/* by size */
+	uint64		nonempty;		/* bit i: freelist[i] is not empty */
+	MemoryContextCallback reset;
+} MergeArena;
+
+/*
  * Per-query cache in fn_extra of every support function: the rules as last
  * seen, parsed; the interned attribute names; jsonb's type information.
  */
@@ -129,6 +154,7 @@ typedef struct MergeCache
 	int			maxnames;
 	Jsonb	   *argbuf;			/* aligned copy of a short observation */
 	Size		argbufsize;
+	MergeArena *arena;			/* states of a hash aggregate, or NULL */
 } MergeCache;
 
 /*
@@ -191,6 +217,7 @@ typedef struct MergeState
 	uint32		size;			/* bytes allocated, header included */
 	uint32		upper;			/* start of the byte area */
 	bool		lineage;
+	bool		in_arena;		/* allocated from dict->arena, not palloc'd */
 } MergeState;
 
 #define MERGE_HDRSZ MAXALIGN(sizeof(MergeState))
@@ -566,26 +593,172 @@ state_room(MergeState *s)
 	return s->upper - MERGE_LOWER(s);
 }
 
-static MergeState *
-merge_new(MemoryContext cxt, MergeCache *dict, bool lineage, int32 nattrs_hint,
-		  Size bytes_hint)
+/*
+ * A hash aggregate holds every group's state at once, and writes each one
+ * for the first time when its group first appears: on ordinary 4 kB pages
+ * that is a page fault every few groups, and palloc rounds every state up
+ * to a power of 2.  The states of a hash aggregate are carved out of large
+ * blocks instead, allocated in the aggregate context (so they count
+ * against hash_mem and go away with a reset) and advised onto huge pages;
+ * a state takes a whole number of cache lines.  Chunks given back by a
+ * repack go to per-size free lists for the next state of that size.
+ * Sorted aggregation resets its context after every group, so there
+ * states stay ordinary palloc chunks.
+ */
+static void
+merge_arena_reset(void *arg)
 {
-	uint16		stride = lineage ? sizeof(MergeAttrLin) : sizeof(MergeAttr);
-	Size		size;
-	MergeState *s;
+	MergeArena *a = (MergeArena *) arg;
 
-	size = pg_nextpower2_64(Max(MERGE_HDRSZ + (Size) Max(nattrs_hint, 1) * stride +
-								bytes_hint, 128));
+	if (*a->owner == a)
+		*a->owner = NULL;
+}
+
+/* The arena for states in cxt, NULL when they are palloc'd. */
+static MergeArena *
+merge_arena_get(FunctionCallInfo fcinfo, MemoryContext cxt, MergeCache *c)
+{
+	AggState   *as = (AggState *) fcinfo->context;
+	MergeArena *a;
+
+	if (c->arena != NULL)
+		return c->arena->cxt == cxt ? c->arena : NULL;
+	if (as == NULL || !IsA(as, AggState) || as->hashcontext == NULL ||
+		as->hashcontext->ecxt_per_tuple_memory != cxt)
+		return NULL;
+	a = MemoryContextAllocZero(cxt, sizeof(MergeArena));
+	a->cxt = cxt;
+	a->owner = &c->arena;
+	a->blocksize = MERGE_ARENA_FIRST_BLOCK;
+	a->reset.func = merge_arena_reset;
+	a->reset.arg = a;
+	MemoryContextRegisterResetCallback(cxt, &a->reset);
+	c->arena = a;
+	return a;
+}
+
+static inline void
+merge_arena_free(MergeArena *a, void *p, Size size)
+{
+	int			cls = size / MERGE_ARENA_UNIT - 1;
+
+	Assert(size % MERGE_ARENA_UNIT == 0 && size <= MERGE_ARENA_MAX);
+	*(void **) p = a->freelist[cls];
+	a->freelist[cls] = p;
+	a->nonempty |= UINT64CONST(1) << cls;
+}
+
+/*
+ * A chunk of `size` bytes: from the free list of that size, else split off
+ * the smallest larger free chunk, else from the current block.
+ */
+static void *
+merge_arena_alloc(MergeArena *a, Size size)
+{
+	int			cls = size / MERGE_ARENA_UNIT - 1;
+	uint64		fit = a->nonempty & ~((UINT64CONST(1) << cls) - 1);
+	char	   *p;
+
+	Assert(size % MERGE_ARENA_UNIT == 0 && size <= MERGE_ARENA_MAX);
+	if (fit != 0)
+	{
+		int			c = pg_rightmost_one_pos64(fit);
+
+		p = a->freelist[c];
+		a->freelist[c] = *(void **) p;
+		if (a->freelist[c] == NULL)
+			a->nonempty &= ~(UINT64CONST(1) << c);
+		if (c > cls)
+			merge_arena_free(a, p + size, (Size) (c - cls) * MERGE_ARENA_UNIT);
+		return p;
+	}
+	if ((Size) (a->end - a->next) < size)
+	{
+		Size		rest = a->end - a->next;
+		char	   *block;
+
+		/* the rest of the block goes to the free list of its size */
+		if (rest >= MERGE_ARENA_UNIT)
+			merge_arena_free(a, a->next, rest);
+		block = cdp_alloc_huge(a->cxt, a->blocksize + MERGE_ARENA_UNIT);
+		a->next = (char *) TYPEALIGN(MERGE_ARENA_UNIT, block);
+		a->end = a->next + a->blocksize;
+		if (a->blocksize < MERGE_ARENA_LAST_BLOCK)
+			a->blocksize *= 2;
+	}
+	p = a->next;
+	a->next += size;
+	return p;
+}
+
+/* The allocation size for a state that needs `want` bytes. */
+static inline Size
+merge_chunk_size(MergeArena *arena, Size want)
+{
+	if (arena != NULL && want <= MERGE_ARENA_MAX)
+		return TYPEALIGN(MERGE_ARENA_UNIT, want);
+	return pg_nextpower2_64(want);
+}
+
+/* The context a state lives in. */
+static inline MemoryContext
+state_context(MergeState *s)
+{
+	return s->in_arena ? s->dict->arena->cxt : GetMemoryChunkContext(s);
+}
+
+/* The arena that states of this cache in cxt go to, or NULL. */
+static inline MergeArena *
+state_arena(MergeCache *dict, MemoryContext cxt)
+{
+	return dict->arena != NULL && dict->arena->cxt == cxt ? dict->arena : NULL;
+}
+
+/* Memory for a state of `size` bytes; the caller sets in_arena. */
+static MergeState *
+merge_chunk_alloc(MemoryContext cxt, MergeArena *arena, Size size,
+				  bool *in_arena)
+{
 	if (size > MaxAllocHugeSize || size > PG_UINT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("cdp.merge_profile state of %zu bytes is too large", size)));
-	s = MemoryContextAllocHuge(cxt, size);
+	*in_arena = arena != NULL && size <= MERGE_ARENA_MAX &&
+		size % MERGE_ARENA_UNIT == 0;
+	if (*in_arena)
+		return merge_arena_alloc(arena, size);
+	return MemoryContextAllocHuge(cxt, size);
+}
+
+static void
+merge_chunk_free(MergeState *s)
+{
+	if (s->in_arena)
+		merge_arena_free(s->dict->arena, s, s->size);
+	else
+		pfree(s);
+}
+
+/* A new state in cxt; arena from merge_arena_get. */
+static MergeState *
+merge_new(MemoryContext cxt, MergeCache *dict, MergeArena *arena, bool lineage,
+		  int32 nattrs_hint, Size bytes_hint)
+{
+	uint16		stride = lineage ? sizeof(MergeAttrLin) : sizeof(MergeAttr);
+	Size		size;
+	bool		in_arena;
+	MergeState *s;
+
+	Assert(arena == NULL || arena == dict->arena);
+	size = merge_chunk_size(arena, Max(MERGE_HDRSZ + (Size) Max(nattrs_hint, 1) * stride +
+									   bytes_hint, 128));
+	s = merge_chunk_alloc(cxt, arena, size, &in_arena);
 	memset(s, 0, MERGE_HDRSZ);
 	s->dict = dict;
 	s->size = size;
 	s->upper = size;
 	s->lineage = lineage;
+	s->in_arena = in_arena;
 	return s;
 }
 
@@ -649,16 +822,14 @@ merge_repack_to(MergeState *s, Size size)
 {
 	MergeState *n;
 	uint32		lower = MERGE_LOWER(s);
+	MemoryContext cxt = state_context(s);
+	bool		in_arena;
 
-	if (size > MaxAllocHugeSize || size > PG_UINT32_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cdp.merge_profile state of %zu bytes is too large", size),
-				 errdetail("A group has %d attributes.", s->nattrs)));
-	n = MemoryContextAllocHuge(GetMemoryChunkContext(s), size);
+	n = merge_chunk_alloc(cxt, state_arena(s->dict, cxt), size, &in_arena);
 	memcpy(n, s, lower);
 	n->size = size;
 	n->upper = size;
+	n->in_arena = in_arena;
 	for (int i = 0; i < n->nattrs; i++)
 	{
 		MergeAttr  *a = MERGE_SLOT(n, i);
@@ -673,22 +844,32 @@ merge_repack_to(MergeState *s, Size size)
 			lin->srcoff = state_put(n, MERGE_BYTES(s, lin->srcoff), lin->srclen);
 		}
 	}
-	pfree(s);
+	merge_chunk_free(s);
 	return n;
 }
 
 /*
- * The state repacked with at least `need` bytes of room.  Sizes are powers
- * of 2, as the allocator rounds to them anyway.  When a repack at the same
- * size would leave little room, double, so that values replaced again and
- * again cannot make repacks frequent.
+ * The state repacked with at least `need` bytes of room.  palloc'd states
+ * take powers of 2, as the allocator rounds to them anyway; when a repack
+ * at the same size would leave little room, double, so that values
+ * replaced again and again cannot make repacks frequent.  A state in an
+ * arena takes an eighth more than it needs, in whole cache lines: the
+ * chunk it leaves goes to the next state of that size or smaller.
  */
 static MergeState *
 merge_repack(MergeState *s, uint32 need)
 {
 	Size		want = merge_live(s) + need;
-	Size		size = pg_nextpower2_64(want);
+	MergeArena *arena = state_arena(s->dict, state_context(s));
+	Size		size;
 
+	if (arena != NULL)
+	{
+		size = merge_chunk_size(arena, want + want / 8);
+		if (size <= MERGE_ARENA_MAX)
+			return merge_repack_to(s, size);
+	}
+	size = pg_nextpower2_64(want);
 	if (size <= s->size && size - want < size / 8)
 		size = (Size) s->size * 2;
 	return merge_repack_to(s, size);
@@ -753,7 +934,7 @@ attr_add(MergeState *s, const char *name, int len, uint8 strategy)
 	a->key = key;
 	a->strategy = strategy;
 	if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
-		a->u.ft = cdp_freq_create(GetMemoryChunkContext(s), &s->dict->jsonb_ti);
+		a->u.ft = cdp_freq_create(state_context(s), &s->dict->jsonb_ti);
 	if (s->lineage)
 	{
 		MergeAttrLin *lin = (MergeAttrLin *) a;
@@ -764,7 +945,7 @@ attr_add(MergeState *s, const char *name, int len, uint8 strategy)
 	}
 	if (s->index == NULL && s->nattrs > MERGE_LINEAR_MAX)
 	{
-		s->index = keyh_create(GetMemoryChunkContext(s), s->nattrs * 2, NULL);
+		s->index = keyh_create(state_context(s), s->nattrs * 2, NULL);
 		for (int i = 0; i < s->nattrs; i++)
 		{
 			const MergeKey *mk = attr_key(s, MERGE_SLOT(s, i));
@@ -1098,7 +1279,9 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 	{
 		if (s == NULL)
-			s = merge_new(cxt, get_cache(fcinfo), lineage, 4, 0);
+			s = merge_new(cxt, get_cache(fcinfo),
+						  merge_arena_get(fcinfo, cxt, get_cache(fcinfo)),
+						  lineage, 4, 0);
 		PG_RETURN_POINTER(s);
 	}
 	if (s != NULL)
@@ -1141,8 +1324,8 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	 * memory behind in the allocator's free lists).
 	 */
 	if (s == NULL)
-		s = merge_new(cxt, rules, lineage, n,
-					  VARSIZE(jb) + (lineage ? srclen + 3 : 0));
+		s = merge_new(cxt, rules, merge_arena_get(fcinfo, cxt, rules), lineage,
+					  n, VARSIZE(jb) + (lineage ? srclen + 3 : 0));
 	for (int i = 0; i < n; i++)
 	{
 		const char *key = base + koff;
@@ -1263,7 +1446,7 @@ merge_free(MergeState *s)
 	}
 	if (s->index)
 		keyh_destroy(s->index);
-	pfree(s);
+	merge_chunk_free(s);
 }
 
 /* combine function of cdp.merge_profile and cdp.merge_profile_lineage */
@@ -1286,11 +1469,12 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 	 * Deserialized states are built in the aggregate context: the first one
 	 * of a group is adopted as it is, later ones are freed once merged.
 	 */
-	if (a == NULL && GetMemoryChunkContext(b) == cxt)
+	if (a == NULL && state_context(b) == cxt)
 		PG_RETURN_POINTER(b);
 	if (a == NULL)
-		a = merge_new(cxt, get_cache(fcinfo), b->lineage, b->nattrs,
-					  b->size - b->upper);
+		a = merge_new(cxt, get_cache(fcinfo),
+					  merge_arena_get(fcinfo, cxt, get_cache(fcinfo)),
+					  b->lineage, b->nattrs, b->size - b->upper);
 	for (int j = 0; j < b->nattrs; j++)
 	{
 		const MergeKey *key = attr_key(b, MERGE_SLOT(b, j));
@@ -1303,7 +1487,7 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 		}
 		a = attr_merge(a, i, b, j);
 	}
-	if (GetMemoryChunkContext(b) == cxt)
+	if (state_context(b) == cxt)
 		merge_free(b);
 	PG_RETURN_POINTER(a);
 }
@@ -1405,6 +1589,7 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	CdpReader	r;
 	int32		n;
 	bool		lineage;
+	Size		size;
 
 	/* built in the aggregate context, see the combine function */
 	cdp_reader_init(&r, b);
@@ -1413,7 +1598,8 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	/* every attribute takes at least 14 bytes */
 	if (n < 0 || n > (r.len - r.pos) / 14)
 		cdp_state_corrupted("The number of attributes does not fit the state.");
-	s = merge_new(cxt, c, lineage, n, r.len - r.pos);
+	s = merge_new(cxt, c, merge_arena_get(fcinfo, cxt, c), lineage, n,
+				  r.len - r.pos);
 	for (int i = 0; i < n; i++)
 	{
 		int32		keylen = cdp_read_int32(&r);
@@ -1491,8 +1677,9 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	}
 	cdp_reader_end(&r);
 	/* the serialized size overestimates what the state needs */
-	if (pg_nextpower2_64(merge_live(s)) < s->size)
-		s = merge_repack_to(s, pg_nextpower2_64(merge_live(s)));
+	size = merge_chunk_size(state_arena(c, cxt), merge_live(s));
+	if (size < s->size)
+		s = merge_repack_to(s, size);
 	PG_RETURN_POINTER(s);
 }
 
