@@ -115,11 +115,11 @@ typedef struct MergeKey
 
 /*
  * Group states of a hash aggregate, see merge_arena_alloc.  Chunk sizes are
- * multiples of a cache line up to MERGE_ARENA_MAX; larger states are
+ * multiples of 32 bytes up to MERGE_ARENA_MAX; larger states are
  * palloc'd.
  */
-#define MERGE_ARENA_UNIT 64
-#define MERGE_ARENA_MAX 4096
+#define MERGE_ARENA_UNIT 32
+#define MERGE_ARENA_MAX 2048
 #define MERGE_ARENA_FIRST_BLOCK ((Size) 64 * 1024)
 #define MERGE_ARENA_LAST_BLOCK ((Size) 16 * 1024 * 1024)
 
@@ -134,6 +134,26 @@ typedef struct MergeArena
 	uint64		nonempty;		/* bit i: freelist[i] is not empty */
 	MemoryContextCallback reset;
 } MergeArena;
+
+StaticAssertDecl(MERGE_ARENA_MAX / MERGE_ARENA_UNIT <= 64,
+				 "one bit of MergeArena.nonempty per free list");
+
+/*
+ * The key ids and strategies of one layout of observation keys, see
+ * merge_shape.
+ */
+#define MERGE_SHAPES 64
+#define MERGE_SHAPE_MAXKEYS 64
+
+typedef struct MergeShape
+{
+	uint32		hash;
+	int32		n;				/* number of keys */
+	uint32		klen;			/* bytes of the keys */
+	char	   *bytes;			/* the keys' JEntries, then their bytes */
+	uint16	   *ids;			/* key id of each key; NULL: unused */
+	uint8	   *strategies;		/* strategy of each key */
+} MergeShape;
 
 /*
  * Per-query cache in fn_extra of every support function: the rules as last
@@ -155,6 +175,7 @@ typedef struct MergeCache
 	Jsonb	   *argbuf;			/* aligned copy of a short observation */
 	Size		argbufsize;
 	MergeArena *arena;			/* states of a hash aggregate, or NULL */
+	MergeShape	shapes[MERGE_SHAPES];	/* layouts of observation keys */
 } MergeCache;
 
 /*
@@ -358,6 +379,23 @@ get_cache(FunctionCallInfo fcinfo)
 	return c;
 }
 
+/* Forget every layout's strategies: the rules changed. */
+static void
+merge_shapes_reset(MergeCache *c)
+{
+	for (int i = 0; i < MERGE_SHAPES; i++)
+	{
+		MergeShape *sh = &c->shapes[i];
+
+		if (sh->ids != NULL)
+		{
+			pfree(sh->bytes);
+			pfree(sh->ids);
+			sh->ids = NULL;
+		}
+	}
+}
+
 /* The parsed rules of this row; parsed again only when they change. */
 static MergeCache *
 get_rules(FunctionCallInfo fcinfo, int rules_arg)
@@ -373,6 +411,7 @@ get_rules(FunctionCallInfo fcinfo, int rules_arg)
 		  memcmp(c->raw, rules, VARSIZE(rules)) != 0)))
 	{
 		parse_rules(c, c->mcxt, rules);
+		merge_shapes_reset(c);
 		c->parsed = true;
 	}
 	return c;
@@ -442,6 +481,63 @@ rule_strategy(MergeCache *c, const char *key, int keylen)
 			lo = mid + 1;
 	}
 	return MS_LATEST;
+}
+
+/*
+ * Key ids of an observation's keys, remembered per layout.  Observations
+ * from one source have the same keys (a CRM row, an event's traits), so
+ * the ids and strategies of a layout are looked up once and found again
+ * by one hash over the keys' JEntries and bytes, instead of comparing each
+ * key's name with each attribute's.  Observations with many keys take the
+ * per-key path.
+ */
+static const MergeShape *
+merge_shape(MergeCache *c, JsonbContainer *jc, int n, const char *base)
+{
+	uint32		klen = getJsonbOffset(jc, n);
+	uint32		jlen = sizeof(JEntry) * n;
+	uint32		h;
+	MergeShape *sh;
+	uint32		koff = 0;
+	uint16	   *ids;
+	uint8	   *strategies;
+
+	if (n > MERGE_SHAPE_MAXKEYS)
+		return NULL;
+	h = hash_combine(hash_bytes((const unsigned char *) jc->children, jlen),
+					 hash_bytes((const unsigned char *) base, klen));
+	sh = &c->shapes[h % MERGE_SHAPES];
+	if (sh->ids != NULL && sh->hash == h && sh->n == n && sh->klen == klen &&
+		memcmp(sh->bytes, jc->children, jlen) == 0 &&
+		memcmp(sh->bytes + jlen, base, klen) == 0)
+		return sh;
+
+	/* a new layout takes the place of the one there */
+	if (sh->ids != NULL)
+	{
+		pfree(sh->bytes);
+		pfree(sh->ids);
+	}
+	sh->ids = NULL;
+	ids = MemoryContextAlloc(c->mcxt, (sizeof(uint16) + 1) * Max(n, 1));
+	strategies = (uint8 *) (ids + Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		uint32		kstart = koff;
+
+		JBE_ADVANCE_OFFSET(koff, jc->children[i]);
+		ids[i] = key_intern(c, base + kstart, koff - kstart);
+		strategies[i] = rule_strategy(c, base + kstart, koff - kstart);
+	}
+	sh->bytes = MemoryContextAlloc(c->mcxt, jlen + klen);
+	memcpy(sh->bytes, jc->children, jlen);
+	memcpy(sh->bytes + jlen, base, klen);
+	sh->ids = ids;
+	sh->strategies = strategies;
+	sh->hash = h;
+	sh->n = n;
+	sh->klen = klen;
+	return sh;
 }
 
 /*
@@ -600,7 +696,7 @@ state_room(MergeState *s)
  * to a power of 2.  The states of a hash aggregate are carved out of large
  * blocks instead, allocated in the aggregate context (so they count
  * against hash_mem and go away with a reset) and advised onto huge pages;
- * a state takes a whole number of cache lines.  Chunks given back by a
+ * a state takes a multiple of 32 bytes.  Chunks given back by a
  * repack go to per-size free lists for the next state of that size.
  * Sorted aggregation resets its context after every group, so there
  * states stay ordinary palloc chunks.
@@ -762,11 +858,17 @@ merge_new(MemoryContext cxt, MergeCache *dict, MergeArena *arena, bool lineage,
 	return s;
 }
 
-/* Copy len bytes into the byte area, which has room; their offset. */
+/*
+ * Copy len bytes of a value of JEntry type `type` into the byte area, which
+ * has room; their offset.  Numerics and containers are int-aligned, as
+ * jsonb keeps them, strings and source labels are not.
+ */
 static inline uint32
-state_put(MergeState *s, const char *p, uint32 len)
+state_put(MergeState *s, uint32 type, const char *p, uint32 len)
 {
-	s->upper = (s->upper - len) & ~((uint32) 3);
+	s->upper -= len;
+	if (type == JENTRY_ISNUMERIC || type == JENTRY_ISCONTAINER)
+		s->upper &= ~((uint32) 3);
 	memcpy((char *) s + s->upper, p, len);
 	return s->size - s->upper;
 }
@@ -835,13 +937,15 @@ merge_repack_to(MergeState *s, Size size)
 		MergeAttr  *a = MERGE_SLOT(n, i);
 
 		if (attr_has_bytes(a))
-			a->u.v.off = state_put(n, MERGE_BYTES(s, a->u.v.off),
+			a->u.v.off = state_put(n, a->u.v.entry & JENTRY_TYPEMASK,
+								   MERGE_BYTES(s, a->u.v.off),
 								   JBE_OFFLENFLD(a->u.v.entry));
 		if (n->lineage && MERGE_LIN(n, i)->srclen > 0)
 		{
 			MergeAttrLin *lin = MERGE_LIN(n, i);
 
-			lin->srcoff = state_put(n, MERGE_BYTES(s, lin->srcoff), lin->srclen);
+			lin->srcoff = state_put(n, JENTRY_ISSTRING,
+									MERGE_BYTES(s, lin->srcoff), lin->srclen);
 		}
 	}
 	merge_chunk_free(s);
@@ -853,7 +957,7 @@ merge_repack_to(MergeState *s, Size size)
  * take powers of 2, as the allocator rounds to them anyway; when a repack
  * at the same size would leave little room, double, so that values
  * replaced again and again cannot make repacks frequent.  A state in an
- * arena takes an eighth more than it needs, in whole cache lines: the
+ * arena takes an eighth more than it needs, in multiples of 32 bytes: the
  * chunk it leaves goes to the next state of that size or smaller.
  */
 static MergeState *
@@ -919,13 +1023,30 @@ attr_find(MergeState *s, const char *key, int keylen)
 	return -1;
 }
 
-/* A new attribute, the last slot. */
+/* Index of the attribute of key id `key` of the state's cache, or -1. */
+static inline int
+attr_find_id(MergeState *s, uint16 key)
+{
+	if (s->index != NULL)
+	{
+		const MergeKey *mk = s->dict->names[key];
+
+		return attr_find(s, mk->name, mk->len);
+	}
+	for (int i = 0; i < s->nattrs; i++)
+	{
+		if (MERGE_SLOT(s, i)->key == key)
+			return i;
+	}
+	return -1;
+}
+
+/* A new attribute of key id `key`, the last slot. */
 static MergeState *
-attr_add(MergeState *s, const char *name, int len, uint8 strategy)
+attr_add_id(MergeState *s, uint16 key, uint8 strategy)
 {
 	MergeAttr  *a;
 	bool		found;
-	uint16		key = key_intern(s->dict, name, len);
 
 	s = merge_reserve(s, MERGE_STRIDE(s));
 	a = MERGE_SLOT(s, s->nattrs);
@@ -964,6 +1085,12 @@ attr_add(MergeState *s, const char *name, int len, uint8 strategy)
 	return s;
 }
 
+static MergeState *
+attr_add(MergeState *s, const char *name, int len, uint8 strategy)
+{
+	return attr_add_id(s, key_intern(s->dict, name, len), strategy);
+}
+
 /*
  * Store bytes as attribute i's value (winner or sum), of the type in
  * entry's type bits: in place when they fit where the old value was, else
@@ -974,8 +1101,12 @@ attr_set_bytes(MergeState *s, int i, uint32 entry, const char *p, uint32 len)
 {
 	MergeAttr  *a = MERGE_SLOT(s, i);
 	uint32		oldlen = attr_has_bytes(a) ? JBE_OFFLENFLD(a->u.v.entry) : 0;
+	uint32		type = entry & JENTRY_TYPEMASK;
 
-	if (len > 0 && len <= oldlen)
+	/* in place when it fits and is aligned as the type needs (state_put) */
+	if (len > 0 && len <= oldlen &&
+		((type != JENTRY_ISNUMERIC && type != JENTRY_ISCONTAINER) ||
+		 a->u.v.off % 4 == 0))
 	{
 		memcpy(MERGE_BYTES(s, a->u.v.off), p, len);
 	}
@@ -985,12 +1116,12 @@ attr_set_bytes(MergeState *s, int i, uint32 entry, const char *p, uint32 len)
 		{
 			s = merge_reserve(s, len + 3);
 			a = MERGE_SLOT(s, i);
-			a->u.v.off = state_put(s, p, len);
+			a->u.v.off = state_put(s, type, p, len);
 		}
 		else
 			a->u.v.off = 0;
 	}
-	a->u.v.entry = (entry & JENTRY_TYPEMASK) | len;
+	a->u.v.entry = type | len;
 	a->has = true;
 	return s;
 }
@@ -1016,7 +1147,7 @@ attr_set_source(MergeState *s, int i, const char *src, int srclen)
 		{
 			s = merge_reserve(s, srclen + 3);
 			lin = MERGE_LIN(s, i);
-			lin->srcoff = state_put(s, src, srclen);
+			lin->srcoff = state_put(s, JENTRY_ISSTRING, src, srclen);
 		}
 	}
 	lin->srclen = srclen;
@@ -1269,6 +1400,7 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	const char *src = NULL;
 	int			srclen = 0;
 	MergeCache *rules;
+	const MergeShape *shape;
 	JsonbContainer *jc;
 	JsonbValue	v;
 	char	   *base;
@@ -1326,6 +1458,8 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	if (s == NULL)
 		s = merge_new(cxt, rules, merge_arena_get(fcinfo, cxt, rules), lineage,
 					  n, VARSIZE(jb) + (lineage ? srclen + 3 : 0));
+	/* key ids are those of the state's cache, which is this function's */
+	shape = s->dict == rules ? merge_shape(rules, jc, n, base) : NULL;
 	for (int i = 0; i < n; i++)
 	{
 		const char *key = base + koff;
@@ -1340,11 +1474,23 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 		container_value(jc->children[n + i], base, vstart, voff - vstart, &v);
 		if (rules->ignore_empty && jval_is_empty(&v))
 			continue;
-		idx = attr_find(s, key, keylen);
-		if (idx < 0)
+		if (shape != NULL)
 		{
-			s = attr_add(s, key, keylen, rule_strategy(rules, key, keylen));
-			idx = s->nattrs - 1;
+			idx = attr_find_id(s, shape->ids[i]);
+			if (idx < 0)
+			{
+				s = attr_add_id(s, shape->ids[i], shape->strategies[i]);
+				idx = s->nattrs - 1;
+			}
+		}
+		else
+		{
+			idx = attr_find(s, key, keylen);
+			if (idx < 0)
+			{
+				s = attr_add(s, key, keylen, rule_strategy(rules, key, keylen));
+				idx = s->nattrs - 1;
+			}
 		}
 		s = attr_observe(s, idx, &v, at, priority, src, srclen,
 						 rules->ignore_empty);
