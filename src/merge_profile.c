@@ -130,7 +130,7 @@ typedef struct MergeArena
 	char	   *next;			/* unused part of the current block */
 	char	   *end;
 	Size		blocksize;		/* size of the next block */
-	void	   *freelist[MERGE_ARENA_MAX / MERGE_ARENA_UNIT];	/* by size */
+	struct MergeFreeChunk *freelist[MERGE_ARENA_MAX / MERGE_ARENA_UNIT];	/* by size */
 	uint64		nonempty;		/* bit i: freelist[i] is not empty */
 	MemoryContextCallback reset;
 } MergeArena;
@@ -696,11 +696,33 @@ state_room(MergeState *s)
  * to a power of 2.  The states of a hash aggregate are carved out of large
  * blocks instead, allocated in the aggregate context (so they count
  * against hash_mem and go away with a reset) and advised onto huge pages;
- * a state takes a multiple of 32 bytes.  Chunks given back by a
- * repack go to per-size free lists for the next state of that size.
- * Sorted aggregation resets its context after every group, so there
- * states stay ordinary palloc chunks.
+ * a state takes a multiple of 32 bytes.
+ *
+ * States grow as their groups see more attributes.  A state grows in place
+ * when the memory right after it is free (a chunk given back earlier, or
+ * the unused end of the block); otherwise it moves, and the chunk it
+ * leaves joins the free chunks that follow it and goes to a free list by
+ * size, from which later states of that size or smaller are cut.  Input
+ * ordered by source (all CRM rows, then all events) grows nearly every
+ * state at once, and without this reuse the chunks left behind would take
+ * a fifth of the memory.  A free chunk is told from a state by its first
+ * word, which a state never leaves NULL (MergeState.dict); a sentinel
+ * closes each block.
  */
+StaticAssertDecl(offsetof(MergeState, dict) == 0,
+				 "a state's first word tells it from a free chunk");
+
+typedef struct MergeFreeChunk
+{
+	void	   *dict;			/* NULL: this chunk is free */
+	struct MergeFreeChunk *next;	/* in its free list */
+	struct MergeFreeChunk *prev;
+	uint32		size;
+} MergeFreeChunk;
+
+StaticAssertDecl(sizeof(MergeFreeChunk) <= MERGE_ARENA_UNIT,
+				 "a free chunk's header fits the smallest chunk");
+
 static void
 merge_arena_reset(void *arg)
 {
@@ -734,18 +756,59 @@ merge_arena_get(FunctionCallInfo fcinfo, MemoryContext cxt, MergeCache *c)
 }
 
 static inline void
+merge_arena_unlink(MergeArena *a, MergeFreeChunk *f)
+{
+	int			cls = f->size / MERGE_ARENA_UNIT - 1;
+
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+	{
+		a->freelist[cls] = f->next;
+		if (f->next == NULL)
+			a->nonempty &= ~(UINT64CONST(1) << cls);
+	}
+	if (f->next != NULL)
+		f->next->prev = f->prev;
+}
+
+/* Give back a chunk, joined with the free chunks that follow it. */
+static void
 merge_arena_free(MergeArena *a, void *p, Size size)
 {
-	int			cls = size / MERGE_ARENA_UNIT - 1;
+	MergeFreeChunk *f;
+	int			cls;
 
 	Assert(size % MERGE_ARENA_UNIT == 0 && size <= MERGE_ARENA_MAX);
-	*(void **) p = a->freelist[cls];
-	a->freelist[cls] = p;
+	for (;;)
+	{
+		MergeFreeChunk *q = (MergeFreeChunk *) ((char *) p + size);
+
+		if ((char *) q == a->next)
+		{
+			/* the end of the current block: unused again */
+			a->next = p;
+			return;
+		}
+		if (q->dict != NULL || size + q->size > MERGE_ARENA_MAX)
+			break;
+		merge_arena_unlink(a, q);
+		size += q->size;
+	}
+	cls = size / MERGE_ARENA_UNIT - 1;
+	f = (MergeFreeChunk *) p;
+	f->dict = NULL;
+	f->size = size;
+	f->prev = NULL;
+	f->next = a->freelist[cls];
+	if (f->next != NULL)
+		f->next->prev = f;
+	a->freelist[cls] = f;
 	a->nonempty |= UINT64CONST(1) << cls;
 }
 
 /*
- * A chunk of `size` bytes: from the free list of that size, else split off
+ * A chunk of `size` bytes: from the free list of that size, else cut from
  * the smallest larger free chunk, else from the current block.
  */
 static void *
@@ -758,33 +821,77 @@ merge_arena_alloc(MergeArena *a, Size size)
 	Assert(size % MERGE_ARENA_UNIT == 0 && size <= MERGE_ARENA_MAX);
 	if (fit != 0)
 	{
-		int			c = pg_rightmost_one_pos64(fit);
+		MergeFreeChunk *f = a->freelist[pg_rightmost_one_pos64(fit)];
+		Size		fsize = f->size;
 
-		p = a->freelist[c];
-		a->freelist[c] = *(void **) p;
-		if (a->freelist[c] == NULL)
-			a->nonempty &= ~(UINT64CONST(1) << c);
-		if (c > cls)
-			merge_arena_free(a, p + size, (Size) (c - cls) * MERGE_ARENA_UNIT);
+		merge_arena_unlink(a, f);
+		p = (char *) f;
+		if (fsize > size)
+			merge_arena_free(a, p + size, fsize - size);
 		return p;
 	}
 	if ((Size) (a->end - a->next) < size)
 	{
-		Size		rest = a->end - a->next;
+		char	   *rest = a->next;
+		char	   *end = a->end;
 		char	   *block;
 
-		/* the rest of the block goes to the free list of its size */
-		if (rest >= MERGE_ARENA_UNIT)
-			merge_arena_free(a, a->next, rest);
-		block = cdp_alloc_huge(a->cxt, a->blocksize + MERGE_ARENA_UNIT);
+		/* room for the alignment and the closing sentinel */
+		block = cdp_alloc_huge(a->cxt, a->blocksize + 2 * MERGE_ARENA_UNIT);
 		a->next = (char *) TYPEALIGN(MERGE_ARENA_UNIT, block);
 		a->end = a->next + a->blocksize;
+		((MergeFreeChunk *) a->end)->dict = a;
 		if (a->blocksize < MERGE_ARENA_LAST_BLOCK)
 			a->blocksize *= 2;
+		/* what the last block had left is a free chunk now */
+		if (end > rest)
+			merge_arena_free(a, rest, end - rest);
 	}
 	p = a->next;
 	a->next += size;
 	return p;
+}
+
+/*
+ * Grow a chunk of `size` bytes in place to `newsize`, taking the free
+ * chunks or the unused end of the block right after it; false when they
+ * are too small.
+ */
+static bool
+merge_arena_grow(MergeArena *a, void *p, Size size, Size newsize)
+{
+	char	   *q = (char *) p + size;
+	Size		need = newsize - size;
+	Size		got = 0;
+
+	Assert(newsize % MERGE_ARENA_UNIT == 0 && newsize <= MERGE_ARENA_MAX);
+	while (got < need)
+	{
+		MergeFreeChunk *f = (MergeFreeChunk *) (q + got);
+
+		if ((char *) f == a->next)
+		{
+			if ((Size) (a->end - a->next) < need - got)
+				break;
+			a->next += need - got;
+			got = need;
+			break;
+		}
+		if (f->dict != NULL)
+			break;
+		merge_arena_unlink(a, f);
+		got += f->size;
+	}
+	if (got < need)
+	{
+		/* not enough: the chunks taken go back */
+		if (got > 0)
+			merge_arena_free(a, q, got);
+		return false;
+	}
+	if (got > need)
+		merge_arena_free(a, (char *) p + newsize, got - need);
+	return true;
 }
 
 /* The allocation size for a state that needs `want` bytes. */
@@ -957,8 +1064,8 @@ merge_repack_to(MergeState *s, Size size)
  * take powers of 2, as the allocator rounds to them anyway; when a repack
  * at the same size would leave little room, double, so that values
  * replaced again and again cannot make repacks frequent.  A state in an
- * arena takes an eighth more than it needs, in multiples of 32 bytes: the
- * chunk it leaves goes to the next state of that size or smaller.
+ * arena takes an eighth more than it needs, in multiples of 32 bytes, in
+ * place where the memory after it is free (merge_arena_grow).
  */
 static MergeState *
 merge_repack(MergeState *s, uint32 need)
@@ -971,7 +1078,24 @@ merge_repack(MergeState *s, uint32 need)
 	{
 		size = merge_chunk_size(arena, want + want / 8);
 		if (size <= MERGE_ARENA_MAX)
+		{
+			/* in place, moving the byte area to the new end */
+			if (s->in_arena && size > s->size &&
+				merge_arena_grow(arena, s, s->size, size))
+			{
+				uint32		delta = size - s->size;
+
+				memmove((char *) s + s->upper + delta, (char *) s + s->upper,
+						s->size - s->upper);
+				s->upper += delta;
+				s->size = size;
+				if (state_room(s) >= need)
+					return s;
+				/* holes left by replaced values take the room */
+				size = s->size;
+			}
 			return merge_repack_to(s, size);
+		}
 	}
 	size = pg_nextpower2_64(want);
 	if (size <= s->size && size - want < size / 8)
