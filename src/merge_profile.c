@@ -917,15 +917,20 @@ state_arena(MergeCache *dict, MemoryContext cxt)
 	return dict->arena != NULL && dict->arena->cxt == cxt ? dict->arena : NULL;
 }
 
-/* Memory for a state of `size` bytes; the caller sets in_arena. */
+/*
+ * Memory for a state of `size` bytes holding nattrs attributes; the caller
+ * sets in_arena.
+ */
 static MergeState *
 merge_chunk_alloc(MemoryContext cxt, MergeArena *arena, Size size,
-				  bool *in_arena)
+				  int32 nattrs, bool *in_arena)
 {
 	if (size > MaxAllocHugeSize || size > PG_UINT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cdp.merge_profile state of %zu bytes is too large", size)));
+				 errmsg("cdp.merge_profile state of %zu bytes is too large", size),
+				 errdetail("A group has %d attributes; a state is limited to %u bytes.",
+						   nattrs, PG_UINT32_MAX)));
 	*in_arena = arena != NULL && size <= MERGE_ARENA_MAX &&
 		size % MERGE_ARENA_UNIT == 0;
 	if (*in_arena)
@@ -955,7 +960,7 @@ merge_new(MemoryContext cxt, MergeCache *dict, MergeArena *arena, bool lineage,
 	Assert(arena == NULL || arena == dict->arena);
 	size = merge_chunk_size(arena, Max(MERGE_HDRSZ + (Size) Max(nattrs_hint, 1) * stride +
 									   bytes_hint, 128));
-	s = merge_chunk_alloc(cxt, arena, size, &in_arena);
+	s = merge_chunk_alloc(cxt, arena, size, nattrs_hint, &in_arena);
 	memset(s, 0, MERGE_HDRSZ);
 	s->dict = dict;
 	s->size = size;
@@ -1034,7 +1039,8 @@ merge_repack_to(MergeState *s, Size size)
 	MemoryContext cxt = state_context(s);
 	bool		in_arena;
 
-	n = merge_chunk_alloc(cxt, state_arena(s->dict, cxt), size, &in_arena);
+	n = merge_chunk_alloc(cxt, state_arena(s->dict, cxt), size, s->nattrs,
+						  &in_arena);
 	memcpy(n, s, lower);
 	n->size = size;
 	n->upper = size;
