@@ -167,6 +167,35 @@ SELECT m - 'big' - 'pad' AS merged, length(m ->> 'big') AS big, length(m ->> 'pa
 FROM (SELECT cdp.merge_profile(j, at) AS m FROM merge_toast GROUP BY g) x;
 DROP TABLE merge_toast;
 
+-- observations are matched to attributes by their key layout: layouts with
+-- the same key bytes split differently, layouts that change strategy when
+-- the rules change from one row to the next, and more layouts than the
+-- per-query cache holds (its slots are reused)
+SELECT g, cdp.merge_profile(j, at, 0, r) AS merged
+FROM (VALUES (1, 1, '{"ab": 1, "cd": 2}'::jsonb, '{"ab": "max"}'::jsonb),
+             (1, 2, '{"a": 3, "bcd": 4}', '{"ab": "max"}'),
+             (1, 3, '{"ab": 0, "cd": 5}', '{"ab": "max"}'),
+             (2, 4, '{"ab": 7}', '{"ab": "min"}'),
+             (2, 5, '{"ab": 6}', '{"ab": "min"}'),
+             (2, 6, '{"ab": 8}', '{"ab": "min"}')) v(g, t, j, r),
+     LATERAL (SELECT timestamptz '2024-01-01' + t * interval '1 h' AS at) a
+GROUP BY g ORDER BY g;
+WITH o AS (
+  SELECT i, jsonb_build_object('k' || (i % 300), i, 'k' || ((i * 7 + 3) % 300), -i) AS j,
+         timestamptz '2024-01-01' + i * interval '1 s' AS at
+  FROM generate_series(1, 3000) i
+)
+SELECT (SELECT count(*) FROM jsonb_object_keys(m)) AS keys, m = oracle AS same
+FROM (SELECT cdp.merge_profile(j, at) AS m FROM o) a,
+     (SELECT jsonb_object_agg(k, v) AS oracle FROM (
+        SELECT DISTINCT ON (k) k, v FROM o, jsonb_each(j) e(k, v) ORDER BY k, at DESC) s) b;
+-- values replaced in place by ones of another type (strings are stored
+-- unaligned, numerics and containers int-aligned); the record after each row
+SELECT t, cdp.merge_profile(j, timestamptz '2024-01-01' + t * interval '1 h') OVER (ORDER BY t) AS merged
+FROM (VALUES (1, '{"s": "abc", "v": "a string of 23 letters"}'::jsonb),
+             (2, '{"v": 12.5}'), (3, '{"v": "xy"}'), (4, '{"v": [1, 2]}'),
+             (5, '{"s": "abcde", "v": 7}'), (6, '{"v": {"k": 1.5}}')) v(t, j);
+
 -- bad input
 SELECT cdp.merge_profile(j, at, p, '{"email": "newest"}') FROM merge_obs;
 SELECT cdp.merge_profile(j, at, p, '{"email": 1}') FROM merge_obs;

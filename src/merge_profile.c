@@ -19,15 +19,18 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
+#include "nodes/execnodes.h"
 #include "port/pg_bitutils.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/varlena.h"
 
+#include "hugemem.h"
 #include "merge_agg.h"
 
 typedef enum MergeStrategy
@@ -111,6 +114,48 @@ typedef struct MergeKey
 } MergeKey;
 
 /*
+ * Group states of a hash aggregate, see merge_arena_alloc.  Chunk sizes are
+ * multiples of 32 bytes up to MERGE_ARENA_MAX; larger states are
+ * palloc'd.
+ */
+#define MERGE_ARENA_UNIT 32
+#define MERGE_ARENA_MAX 2048
+#define MERGE_ARENA_FIRST_BLOCK ((Size) 64 * 1024)
+#define MERGE_ARENA_LAST_BLOCK ((Size) 16 * 1024 * 1024)
+
+typedef struct MergeArena
+{
+	MemoryContext cxt;			/* the hash aggregate's context */
+	struct MergeArena **owner;	/* the cache's pointer to this arena */
+	char	   *next;			/* unused part of the current block */
+	char	   *end;
+	Size		blocksize;		/* size of the next block */
+	struct MergeFreeChunk *freelist[MERGE_ARENA_MAX / MERGE_ARENA_UNIT];	/* by size */
+	uint64		nonempty;		/* bit i: freelist[i] is not empty */
+	MemoryContextCallback reset;
+} MergeArena;
+
+StaticAssertDecl(MERGE_ARENA_MAX / MERGE_ARENA_UNIT <= 64,
+				 "one bit of MergeArena.nonempty per free list");
+
+/*
+ * The key ids and strategies of one layout of observation keys, see
+ * merge_shape.
+ */
+#define MERGE_SHAPES 64
+#define MERGE_SHAPE_MAXKEYS 64
+
+typedef struct MergeShape
+{
+	uint32		hash;
+	int32		n;				/* number of keys */
+	uint32		klen;			/* bytes of the keys */
+	char	   *bytes;			/* the keys' JEntries, then their bytes */
+	uint16	   *ids;			/* key id of each key; NULL: unused */
+	uint8	   *strategies;		/* strategy of each key */
+} MergeShape;
+
+/*
  * Per-query cache in fn_extra of every support function: the rules as last
  * seen, parsed; the interned attribute names; jsonb's type information.
  */
@@ -129,6 +174,8 @@ typedef struct MergeCache
 	int			maxnames;
 	Jsonb	   *argbuf;			/* aligned copy of a short observation */
 	Size		argbufsize;
+	MergeArena *arena;			/* states of a hash aggregate, or NULL */
+	MergeShape	shapes[MERGE_SHAPES];	/* layouts of observation keys */
 } MergeCache;
 
 /*
@@ -191,6 +238,7 @@ typedef struct MergeState
 	uint32		size;			/* bytes allocated, header included */
 	uint32		upper;			/* start of the byte area */
 	bool		lineage;
+	bool		in_arena;		/* allocated from dict->arena, not palloc'd */
 } MergeState;
 
 #define MERGE_HDRSZ MAXALIGN(sizeof(MergeState))
@@ -331,6 +379,23 @@ get_cache(FunctionCallInfo fcinfo)
 	return c;
 }
 
+/* Forget every layout's strategies: the rules changed. */
+static void
+merge_shapes_reset(MergeCache *c)
+{
+	for (int i = 0; i < MERGE_SHAPES; i++)
+	{
+		MergeShape *sh = &c->shapes[i];
+
+		if (sh->ids != NULL)
+		{
+			pfree(sh->bytes);
+			pfree(sh->ids);
+			sh->ids = NULL;
+		}
+	}
+}
+
 /* The parsed rules of this row; parsed again only when they change. */
 static MergeCache *
 get_rules(FunctionCallInfo fcinfo, int rules_arg)
@@ -346,6 +411,7 @@ get_rules(FunctionCallInfo fcinfo, int rules_arg)
 		  memcmp(c->raw, rules, VARSIZE(rules)) != 0)))
 	{
 		parse_rules(c, c->mcxt, rules);
+		merge_shapes_reset(c);
 		c->parsed = true;
 	}
 	return c;
@@ -415,6 +481,63 @@ rule_strategy(MergeCache *c, const char *key, int keylen)
 			lo = mid + 1;
 	}
 	return MS_LATEST;
+}
+
+/*
+ * Key ids of an observation's keys, remembered per layout.  Observations
+ * from one source have the same keys (a CRM row, an event's traits), so
+ * the ids and strategies of a layout are looked up once and found again
+ * by one hash over the keys' JEntries and bytes, instead of comparing each
+ * key's name with each attribute's.  Observations with many keys take the
+ * per-key path.
+ */
+static const MergeShape *
+merge_shape(MergeCache *c, JsonbContainer *jc, int n, const char *base)
+{
+	uint32		klen = getJsonbOffset(jc, n);
+	uint32		jlen = sizeof(JEntry) * n;
+	uint32		h;
+	MergeShape *sh;
+	uint32		koff = 0;
+	uint16	   *ids;
+	uint8	   *strategies;
+
+	if (n > MERGE_SHAPE_MAXKEYS)
+		return NULL;
+	h = hash_combine(hash_bytes((const unsigned char *) jc->children, jlen),
+					 hash_bytes((const unsigned char *) base, klen));
+	sh = &c->shapes[h % MERGE_SHAPES];
+	if (sh->ids != NULL && sh->hash == h && sh->n == n && sh->klen == klen &&
+		memcmp(sh->bytes, jc->children, jlen) == 0 &&
+		memcmp(sh->bytes + jlen, base, klen) == 0)
+		return sh;
+
+	/* a new layout takes the place of the one there */
+	if (sh->ids != NULL)
+	{
+		pfree(sh->bytes);
+		pfree(sh->ids);
+	}
+	sh->ids = NULL;
+	ids = MemoryContextAlloc(c->mcxt, (sizeof(uint16) + 1) * Max(n, 1));
+	strategies = (uint8 *) (ids + Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		uint32		kstart = koff;
+
+		JBE_ADVANCE_OFFSET(koff, jc->children[i]);
+		ids[i] = key_intern(c, base + kstart, koff - kstart);
+		strategies[i] = rule_strategy(c, base + kstart, koff - kstart);
+	}
+	sh->bytes = MemoryContextAlloc(c->mcxt, jlen + klen);
+	memcpy(sh->bytes, jc->children, jlen);
+	memcpy(sh->bytes + jlen, base, klen);
+	sh->ids = ids;
+	sh->strategies = strategies;
+	sh->hash = h;
+	sh->n = n;
+	sh->klen = klen;
+	return sh;
 }
 
 /*
@@ -566,34 +689,298 @@ state_room(MergeState *s)
 	return s->upper - MERGE_LOWER(s);
 }
 
-static MergeState *
-merge_new(MemoryContext cxt, MergeCache *dict, bool lineage, int32 nattrs_hint,
-		  Size bytes_hint)
-{
-	uint16		stride = lineage ? sizeof(MergeAttrLin) : sizeof(MergeAttr);
-	Size		size;
-	MergeState *s;
+/*
+ * A hash aggregate holds every group's state at once, and writes each one
+ * for the first time when its group first appears: on ordinary 4 kB pages
+ * that is a page fault every few groups, and palloc rounds every state up
+ * to a power of 2.  The states of a hash aggregate are carved out of large
+ * blocks instead, allocated in the aggregate context (so they count
+ * against hash_mem and go away with a reset) and advised onto huge pages;
+ * a state takes a multiple of 32 bytes.
+ *
+ * States grow as their groups see more attributes.  A state grows in place
+ * when the memory right after it is free (a chunk given back earlier, or
+ * the unused end of the block); otherwise it moves, and the chunk it
+ * leaves joins the free chunks that follow it and goes to a free list by
+ * size, from which later states of that size or smaller are cut.  Input
+ * ordered by source (all CRM rows, then all events) grows nearly every
+ * state at once, and without this reuse the chunks left behind would take
+ * a fifth of the memory.  A free chunk is told from a state by its first
+ * word, which a state never leaves NULL (MergeState.dict); a sentinel
+ * closes each block.
+ */
+StaticAssertDecl(offsetof(MergeState, dict) == 0,
+				 "a state's first word tells it from a free chunk");
 
-	size = pg_nextpower2_64(Max(MERGE_HDRSZ + (Size) Max(nattrs_hint, 1) * stride +
-								bytes_hint, 128));
+typedef struct MergeFreeChunk
+{
+	void	   *dict;			/* NULL: this chunk is free */
+	struct MergeFreeChunk *next;	/* in its free list */
+	struct MergeFreeChunk *prev;
+	uint32		size;
+} MergeFreeChunk;
+
+StaticAssertDecl(sizeof(MergeFreeChunk) <= MERGE_ARENA_UNIT,
+				 "a free chunk's header fits the smallest chunk");
+
+static void
+merge_arena_reset(void *arg)
+{
+	MergeArena *a = (MergeArena *) arg;
+
+	if (*a->owner == a)
+		*a->owner = NULL;
+}
+
+/* The arena for states in cxt, NULL when they are palloc'd. */
+static MergeArena *
+merge_arena_get(FunctionCallInfo fcinfo, MemoryContext cxt, MergeCache *c)
+{
+	AggState   *as = (AggState *) fcinfo->context;
+	MergeArena *a;
+
+	if (c->arena != NULL)
+		return c->arena->cxt == cxt ? c->arena : NULL;
+	if (as == NULL || !IsA(as, AggState) || as->hashcontext == NULL ||
+		as->hashcontext->ecxt_per_tuple_memory != cxt)
+		return NULL;
+	a = MemoryContextAllocZero(cxt, sizeof(MergeArena));
+	a->cxt = cxt;
+	a->owner = &c->arena;
+	a->blocksize = MERGE_ARENA_FIRST_BLOCK;
+	a->reset.func = merge_arena_reset;
+	a->reset.arg = a;
+	MemoryContextRegisterResetCallback(cxt, &a->reset);
+	c->arena = a;
+	return a;
+}
+
+static inline void
+merge_arena_unlink(MergeArena *a, MergeFreeChunk *f)
+{
+	int			cls = f->size / MERGE_ARENA_UNIT - 1;
+
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+	{
+		a->freelist[cls] = f->next;
+		if (f->next == NULL)
+			a->nonempty &= ~(UINT64CONST(1) << cls);
+	}
+	if (f->next != NULL)
+		f->next->prev = f->prev;
+}
+
+/* Give back a chunk, joined with the free chunks that follow it. */
+static void
+merge_arena_free(MergeArena *a, void *p, Size size)
+{
+	MergeFreeChunk *f;
+	int			cls;
+
+	Assert(size % MERGE_ARENA_UNIT == 0 && size <= MERGE_ARENA_MAX);
+	for (;;)
+	{
+		MergeFreeChunk *q = (MergeFreeChunk *) ((char *) p + size);
+
+		if ((char *) q == a->next)
+		{
+			/* the end of the current block: unused again */
+			a->next = p;
+			return;
+		}
+		if (q->dict != NULL || size + q->size > MERGE_ARENA_MAX)
+			break;
+		merge_arena_unlink(a, q);
+		size += q->size;
+	}
+	cls = size / MERGE_ARENA_UNIT - 1;
+	f = (MergeFreeChunk *) p;
+	f->dict = NULL;
+	f->size = size;
+	f->prev = NULL;
+	f->next = a->freelist[cls];
+	if (f->next != NULL)
+		f->next->prev = f;
+	a->freelist[cls] = f;
+	a->nonempty |= UINT64CONST(1) << cls;
+}
+
+/*
+ * A chunk of `size` bytes: from the free list of that size, else cut from
+ * the smallest larger free chunk, else from the current block.
+ */
+static void *
+merge_arena_alloc(MergeArena *a, Size size)
+{
+	int			cls = size / MERGE_ARENA_UNIT - 1;
+	uint64		fit = a->nonempty & ~((UINT64CONST(1) << cls) - 1);
+	char	   *p;
+
+	Assert(size % MERGE_ARENA_UNIT == 0 && size <= MERGE_ARENA_MAX);
+	if (fit != 0)
+	{
+		MergeFreeChunk *f = a->freelist[pg_rightmost_one_pos64(fit)];
+		Size		fsize = f->size;
+
+		merge_arena_unlink(a, f);
+		p = (char *) f;
+		if (fsize > size)
+			merge_arena_free(a, p + size, fsize - size);
+		return p;
+	}
+	if ((Size) (a->end - a->next) < size)
+	{
+		char	   *rest = a->next;
+		char	   *end = a->end;
+		char	   *block;
+
+		/* room for the alignment and the closing sentinel */
+		block = cdp_alloc_huge(a->cxt, a->blocksize + 2 * MERGE_ARENA_UNIT);
+		a->next = (char *) TYPEALIGN(MERGE_ARENA_UNIT, block);
+		a->end = a->next + a->blocksize;
+		((MergeFreeChunk *) a->end)->dict = a;
+		if (a->blocksize < MERGE_ARENA_LAST_BLOCK)
+			a->blocksize *= 2;
+		/* what the last block had left is a free chunk now */
+		if (end > rest)
+			merge_arena_free(a, rest, end - rest);
+	}
+	p = a->next;
+	a->next += size;
+	return p;
+}
+
+/*
+ * Grow a chunk of `size` bytes in place to `newsize`, taking the free
+ * chunks or the unused end of the block right after it; false when they
+ * are too small.
+ */
+static bool
+merge_arena_grow(MergeArena *a, void *p, Size size, Size newsize)
+{
+	char	   *q = (char *) p + size;
+	Size		need = newsize - size;
+	Size		got = 0;
+
+	Assert(newsize % MERGE_ARENA_UNIT == 0 && newsize <= MERGE_ARENA_MAX);
+	while (got < need)
+	{
+		MergeFreeChunk *f = (MergeFreeChunk *) (q + got);
+
+		if ((char *) f == a->next)
+		{
+			if ((Size) (a->end - a->next) < need - got)
+				break;
+			a->next += need - got;
+			got = need;
+			break;
+		}
+		if (f->dict != NULL)
+			break;
+		merge_arena_unlink(a, f);
+		got += f->size;
+	}
+	if (got < need)
+	{
+		/* not enough: the chunks taken go back */
+		if (got > 0)
+			merge_arena_free(a, q, got);
+		return false;
+	}
+	if (got > need)
+		merge_arena_free(a, (char *) p + newsize, got - need);
+	return true;
+}
+
+/* The allocation size for a state that needs `want` bytes. */
+static inline Size
+merge_chunk_size(MergeArena *arena, Size want)
+{
+	if (arena != NULL && want <= MERGE_ARENA_MAX)
+		return TYPEALIGN(MERGE_ARENA_UNIT, want);
+	return pg_nextpower2_64(want);
+}
+
+/* The context a state lives in. */
+static inline MemoryContext
+state_context(MergeState *s)
+{
+	return s->in_arena ? s->dict->arena->cxt : GetMemoryChunkContext(s);
+}
+
+/* The arena that states of this cache in cxt go to, or NULL. */
+static inline MergeArena *
+state_arena(MergeCache *dict, MemoryContext cxt)
+{
+	return dict->arena != NULL && dict->arena->cxt == cxt ? dict->arena : NULL;
+}
+
+/*
+ * Memory for a state of `size` bytes holding nattrs attributes; the caller
+ * sets in_arena.
+ */
+static MergeState *
+merge_chunk_alloc(MemoryContext cxt, MergeArena *arena, Size size,
+				  int32 nattrs, bool *in_arena)
+{
 	if (size > MaxAllocHugeSize || size > PG_UINT32_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cdp.merge_profile state of %zu bytes is too large", size)));
-	s = MemoryContextAllocHuge(cxt, size);
+				 errmsg("cdp.merge_profile state of %zu bytes is too large", size),
+				 errdetail("A group has %d attributes; a state is limited to %u bytes.",
+						   nattrs, PG_UINT32_MAX)));
+	*in_arena = arena != NULL && size <= MERGE_ARENA_MAX &&
+		size % MERGE_ARENA_UNIT == 0;
+	if (*in_arena)
+		return merge_arena_alloc(arena, size);
+	return MemoryContextAllocHuge(cxt, size);
+}
+
+static void
+merge_chunk_free(MergeState *s)
+{
+	if (s->in_arena)
+		merge_arena_free(s->dict->arena, s, s->size);
+	else
+		pfree(s);
+}
+
+/* A new state in cxt; arena from merge_arena_get. */
+static MergeState *
+merge_new(MemoryContext cxt, MergeCache *dict, MergeArena *arena, bool lineage,
+		  int32 nattrs_hint, Size bytes_hint)
+{
+	uint16		stride = lineage ? sizeof(MergeAttrLin) : sizeof(MergeAttr);
+	Size		size;
+	bool		in_arena;
+	MergeState *s;
+
+	Assert(arena == NULL || arena == dict->arena);
+	size = merge_chunk_size(arena, Max(MERGE_HDRSZ + (Size) Max(nattrs_hint, 1) * stride +
+									   bytes_hint, 128));
+	s = merge_chunk_alloc(cxt, arena, size, nattrs_hint, &in_arena);
 	memset(s, 0, MERGE_HDRSZ);
 	s->dict = dict;
 	s->size = size;
 	s->upper = size;
 	s->lineage = lineage;
+	s->in_arena = in_arena;
 	return s;
 }
 
-/* Copy len bytes into the byte area, which has room; their offset. */
+/*
+ * Copy len bytes of a value of JEntry type `type` into the byte area, which
+ * has room; their offset.  Numerics and containers are int-aligned, as
+ * jsonb keeps them, strings and source labels are not.
+ */
 static inline uint32
-state_put(MergeState *s, const char *p, uint32 len)
+state_put(MergeState *s, uint32 type, const char *p, uint32 len)
 {
-	s->upper = (s->upper - len) & ~((uint32) 3);
+	s->upper -= len;
+	if (type == JENTRY_ISNUMERIC || type == JENTRY_ISCONTAINER)
+		s->upper &= ~((uint32) 3);
 	memcpy((char *) s + s->upper, p, len);
 	return s->size - s->upper;
 }
@@ -649,46 +1036,74 @@ merge_repack_to(MergeState *s, Size size)
 {
 	MergeState *n;
 	uint32		lower = MERGE_LOWER(s);
+	MemoryContext cxt = state_context(s);
+	bool		in_arena;
 
-	if (size > MaxAllocHugeSize || size > PG_UINT32_MAX)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("cdp.merge_profile state of %zu bytes is too large", size),
-				 errdetail("A group has %d attributes.", s->nattrs)));
-	n = MemoryContextAllocHuge(GetMemoryChunkContext(s), size);
+	n = merge_chunk_alloc(cxt, state_arena(s->dict, cxt), size, s->nattrs,
+						  &in_arena);
 	memcpy(n, s, lower);
 	n->size = size;
 	n->upper = size;
+	n->in_arena = in_arena;
 	for (int i = 0; i < n->nattrs; i++)
 	{
 		MergeAttr  *a = MERGE_SLOT(n, i);
 
 		if (attr_has_bytes(a))
-			a->u.v.off = state_put(n, MERGE_BYTES(s, a->u.v.off),
+			a->u.v.off = state_put(n, a->u.v.entry & JENTRY_TYPEMASK,
+								   MERGE_BYTES(s, a->u.v.off),
 								   JBE_OFFLENFLD(a->u.v.entry));
 		if (n->lineage && MERGE_LIN(n, i)->srclen > 0)
 		{
 			MergeAttrLin *lin = MERGE_LIN(n, i);
 
-			lin->srcoff = state_put(n, MERGE_BYTES(s, lin->srcoff), lin->srclen);
+			lin->srcoff = state_put(n, JENTRY_ISSTRING,
+									MERGE_BYTES(s, lin->srcoff), lin->srclen);
 		}
 	}
-	pfree(s);
+	merge_chunk_free(s);
 	return n;
 }
 
 /*
- * The state repacked with at least `need` bytes of room.  Sizes are powers
- * of 2, as the allocator rounds to them anyway.  When a repack at the same
- * size would leave little room, double, so that values replaced again and
- * again cannot make repacks frequent.
+ * The state repacked with at least `need` bytes of room.  palloc'd states
+ * take powers of 2, as the allocator rounds to them anyway; when a repack
+ * at the same size would leave little room, double, so that values
+ * replaced again and again cannot make repacks frequent.  A state in an
+ * arena takes an eighth more than it needs, in multiples of 32 bytes, in
+ * place where the memory after it is free (merge_arena_grow).
  */
 static MergeState *
 merge_repack(MergeState *s, uint32 need)
 {
 	Size		want = merge_live(s) + need;
-	Size		size = pg_nextpower2_64(want);
+	MergeArena *arena = state_arena(s->dict, state_context(s));
+	Size		size;
 
+	if (arena != NULL)
+	{
+		size = merge_chunk_size(arena, want + want / 8);
+		if (size <= MERGE_ARENA_MAX)
+		{
+			/* in place, moving the byte area to the new end */
+			if (s->in_arena && size > s->size &&
+				merge_arena_grow(arena, s, s->size, size))
+			{
+				uint32		delta = size - s->size;
+
+				memmove((char *) s + s->upper + delta, (char *) s + s->upper,
+						s->size - s->upper);
+				s->upper += delta;
+				s->size = size;
+				if (state_room(s) >= need)
+					return s;
+				/* holes left by replaced values take the room */
+				size = s->size;
+			}
+			return merge_repack_to(s, size);
+		}
+	}
+	size = pg_nextpower2_64(want);
 	if (size <= s->size && size - want < size / 8)
 		size = (Size) s->size * 2;
 	return merge_repack_to(s, size);
@@ -738,13 +1153,30 @@ attr_find(MergeState *s, const char *key, int keylen)
 	return -1;
 }
 
-/* A new attribute, the last slot. */
+/* Index of the attribute of key id `key` of the state's cache, or -1. */
+static inline int
+attr_find_id(MergeState *s, uint16 key)
+{
+	if (s->index != NULL)
+	{
+		const MergeKey *mk = s->dict->names[key];
+
+		return attr_find(s, mk->name, mk->len);
+	}
+	for (int i = 0; i < s->nattrs; i++)
+	{
+		if (MERGE_SLOT(s, i)->key == key)
+			return i;
+	}
+	return -1;
+}
+
+/* A new attribute of key id `key`, the last slot. */
 static MergeState *
-attr_add(MergeState *s, const char *name, int len, uint8 strategy)
+attr_add_id(MergeState *s, uint16 key, uint8 strategy)
 {
 	MergeAttr  *a;
 	bool		found;
-	uint16		key = key_intern(s->dict, name, len);
 
 	s = merge_reserve(s, MERGE_STRIDE(s));
 	a = MERGE_SLOT(s, s->nattrs);
@@ -753,7 +1185,7 @@ attr_add(MergeState *s, const char *name, int len, uint8 strategy)
 	a->key = key;
 	a->strategy = strategy;
 	if (strategy == MS_MOST_FREQUENT || strategy == MS_UNION)
-		a->u.ft = cdp_freq_create(GetMemoryChunkContext(s), &s->dict->jsonb_ti);
+		a->u.ft = cdp_freq_create(state_context(s), &s->dict->jsonb_ti);
 	if (s->lineage)
 	{
 		MergeAttrLin *lin = (MergeAttrLin *) a;
@@ -764,7 +1196,7 @@ attr_add(MergeState *s, const char *name, int len, uint8 strategy)
 	}
 	if (s->index == NULL && s->nattrs > MERGE_LINEAR_MAX)
 	{
-		s->index = keyh_create(GetMemoryChunkContext(s), s->nattrs * 2, NULL);
+		s->index = keyh_create(state_context(s), s->nattrs * 2, NULL);
 		for (int i = 0; i < s->nattrs; i++)
 		{
 			const MergeKey *mk = attr_key(s, MERGE_SLOT(s, i));
@@ -783,6 +1215,12 @@ attr_add(MergeState *s, const char *name, int len, uint8 strategy)
 	return s;
 }
 
+static MergeState *
+attr_add(MergeState *s, const char *name, int len, uint8 strategy)
+{
+	return attr_add_id(s, key_intern(s->dict, name, len), strategy);
+}
+
 /*
  * Store bytes as attribute i's value (winner or sum), of the type in
  * entry's type bits: in place when they fit where the old value was, else
@@ -793,8 +1231,12 @@ attr_set_bytes(MergeState *s, int i, uint32 entry, const char *p, uint32 len)
 {
 	MergeAttr  *a = MERGE_SLOT(s, i);
 	uint32		oldlen = attr_has_bytes(a) ? JBE_OFFLENFLD(a->u.v.entry) : 0;
+	uint32		type = entry & JENTRY_TYPEMASK;
 
-	if (len > 0 && len <= oldlen)
+	/* in place when it fits and is aligned as the type needs (state_put) */
+	if (len > 0 && len <= oldlen &&
+		((type != JENTRY_ISNUMERIC && type != JENTRY_ISCONTAINER) ||
+		 a->u.v.off % 4 == 0))
 	{
 		memcpy(MERGE_BYTES(s, a->u.v.off), p, len);
 	}
@@ -804,12 +1246,12 @@ attr_set_bytes(MergeState *s, int i, uint32 entry, const char *p, uint32 len)
 		{
 			s = merge_reserve(s, len + 3);
 			a = MERGE_SLOT(s, i);
-			a->u.v.off = state_put(s, p, len);
+			a->u.v.off = state_put(s, type, p, len);
 		}
 		else
 			a->u.v.off = 0;
 	}
-	a->u.v.entry = (entry & JENTRY_TYPEMASK) | len;
+	a->u.v.entry = type | len;
 	a->has = true;
 	return s;
 }
@@ -835,7 +1277,7 @@ attr_set_source(MergeState *s, int i, const char *src, int srclen)
 		{
 			s = merge_reserve(s, srclen + 3);
 			lin = MERGE_LIN(s, i);
-			lin->srcoff = state_put(s, src, srclen);
+			lin->srcoff = state_put(s, JENTRY_ISSTRING, src, srclen);
 		}
 	}
 	lin->srclen = srclen;
@@ -1088,6 +1530,7 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	const char *src = NULL;
 	int			srclen = 0;
 	MergeCache *rules;
+	const MergeShape *shape;
 	JsonbContainer *jc;
 	JsonbValue	v;
 	char	   *base;
@@ -1098,7 +1541,9 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 	{
 		if (s == NULL)
-			s = merge_new(cxt, get_cache(fcinfo), lineage, 4, 0);
+			s = merge_new(cxt, get_cache(fcinfo),
+						  merge_arena_get(fcinfo, cxt, get_cache(fcinfo)),
+						  lineage, 4, 0);
 		PG_RETURN_POINTER(s);
 	}
 	if (s != NULL)
@@ -1141,8 +1586,10 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	 * memory behind in the allocator's free lists).
 	 */
 	if (s == NULL)
-		s = merge_new(cxt, rules, lineage, n,
-					  VARSIZE(jb) + (lineage ? srclen + 3 : 0));
+		s = merge_new(cxt, rules, merge_arena_get(fcinfo, cxt, rules), lineage,
+					  n, VARSIZE(jb) + (lineage ? srclen + 3 : 0));
+	/* key ids are those of the state's cache, which is this function's */
+	shape = s->dict == rules ? merge_shape(rules, jc, n, base) : NULL;
 	for (int i = 0; i < n; i++)
 	{
 		const char *key = base + koff;
@@ -1157,11 +1604,23 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 		container_value(jc->children[n + i], base, vstart, voff - vstart, &v);
 		if (rules->ignore_empty && jval_is_empty(&v))
 			continue;
-		idx = attr_find(s, key, keylen);
-		if (idx < 0)
+		if (shape != NULL)
 		{
-			s = attr_add(s, key, keylen, rule_strategy(rules, key, keylen));
-			idx = s->nattrs - 1;
+			idx = attr_find_id(s, shape->ids[i]);
+			if (idx < 0)
+			{
+				s = attr_add_id(s, shape->ids[i], shape->strategies[i]);
+				idx = s->nattrs - 1;
+			}
+		}
+		else
+		{
+			idx = attr_find(s, key, keylen);
+			if (idx < 0)
+			{
+				s = attr_add(s, key, keylen, rule_strategy(rules, key, keylen));
+				idx = s->nattrs - 1;
+			}
 		}
 		s = attr_observe(s, idx, &v, at, priority, src, srclen,
 						 rules->ignore_empty);
@@ -1263,7 +1722,7 @@ merge_free(MergeState *s)
 	}
 	if (s->index)
 		keyh_destroy(s->index);
-	pfree(s);
+	merge_chunk_free(s);
 }
 
 /* combine function of cdp.merge_profile and cdp.merge_profile_lineage */
@@ -1286,11 +1745,12 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 	 * Deserialized states are built in the aggregate context: the first one
 	 * of a group is adopted as it is, later ones are freed once merged.
 	 */
-	if (a == NULL && GetMemoryChunkContext(b) == cxt)
+	if (a == NULL && state_context(b) == cxt)
 		PG_RETURN_POINTER(b);
 	if (a == NULL)
-		a = merge_new(cxt, get_cache(fcinfo), b->lineage, b->nattrs,
-					  b->size - b->upper);
+		a = merge_new(cxt, get_cache(fcinfo),
+					  merge_arena_get(fcinfo, cxt, get_cache(fcinfo)),
+					  b->lineage, b->nattrs, b->size - b->upper);
 	for (int j = 0; j < b->nattrs; j++)
 	{
 		const MergeKey *key = attr_key(b, MERGE_SLOT(b, j));
@@ -1303,7 +1763,7 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 		}
 		a = attr_merge(a, i, b, j);
 	}
-	if (GetMemoryChunkContext(b) == cxt)
+	if (state_context(b) == cxt)
 		merge_free(b);
 	PG_RETURN_POINTER(a);
 }
@@ -1405,6 +1865,7 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	CdpReader	r;
 	int32		n;
 	bool		lineage;
+	Size		size;
 
 	/* built in the aggregate context, see the combine function */
 	cdp_reader_init(&r, b);
@@ -1413,7 +1874,8 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	/* every attribute takes at least 14 bytes */
 	if (n < 0 || n > (r.len - r.pos) / 14)
 		cdp_state_corrupted("The number of attributes does not fit the state.");
-	s = merge_new(cxt, c, lineage, n, r.len - r.pos);
+	s = merge_new(cxt, c, merge_arena_get(fcinfo, cxt, c), lineage, n,
+				  r.len - r.pos);
 	for (int i = 0; i < n; i++)
 	{
 		int32		keylen = cdp_read_int32(&r);
@@ -1491,8 +1953,9 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	}
 	cdp_reader_end(&r);
 	/* the serialized size overestimates what the state needs */
-	if (pg_nextpower2_64(merge_live(s)) < s->size)
-		s = merge_repack_to(s, pg_nextpower2_64(merge_live(s)));
+	size = merge_chunk_size(state_arena(c, cxt), merge_live(s));
+	if (size < s->size)
+		s = merge_repack_to(s, size);
 	PG_RETURN_POINTER(s);
 }
 

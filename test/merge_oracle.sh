@@ -48,6 +48,17 @@ FROM generate_series(1, 3000) i;
 ANALYZE wide;
 CREATE VIEW kvw AS SELECT g, key, value, at, p, src FROM wide, jsonb_each(j);
 
+-- values of up to 3 kB: states that outgrow the largest chunk a hash
+-- aggregate's state arena hands out and move to palloc'd memory
+CREATE TABLE big AS
+SELECT (random() * 15)::int AS g,
+       '2024-01-01'::timestamptz + (random() * 20)::int * interval '1 day' AS at,
+       (SELECT jsonb_object_agg('b' || k, repeat(chr(97 + k), (random() * 3000)::int) || (random() * 3)::int)
+        FROM generate_series(1, 6) k WHERE random() < 0.6 + 0 * i) AS j
+FROM generate_series(1, 400) i;
+UPDATE big SET j = '{}' WHERE j IS NULL;
+ANALYZE big;
+
 CREATE VIEW kv AS
 SELECT g, key, value, at, p FROM obs, jsonb_each(j)
 WHERE at IS NOT NULL AND value NOT IN ('null', '""', '[]', '{}');
@@ -102,6 +113,13 @@ CREATE FUNCTION check_all() RETURNS TABLE(name text, bad bigint) LANGUAGE sql AS
              CASE WHEN key = 'a1' THEN to_jsonb(sum(CASE WHEN key = 'a1' THEN value::text::numeric END) OVER w) ELSE value END AS v,
              CASE WHEN key <> 'a1' THEN src END AS s, count(*) OVER w AS n
       FROM kvw WINDOW w AS (PARTITION BY g, key) ORDER BY g, key, at DESC, value, src) s0
+    GROUP BY g) o USING (g)
+  WHERE a.m IS DISTINCT FROM o.o
+  UNION ALL
+  SELECT 'merge_profile over values of up to 3 kB matches DISTINCT ON', count(*) FROM (
+    SELECT g, cdp.merge_profile(j, at) m FROM big GROUP BY g) a
+  FULL JOIN (SELECT g, jsonb_object_agg(key, value) o FROM (
+      SELECT DISTINCT ON (g, key) g, key, value FROM big, jsonb_each(j) ORDER BY g, key, at DESC, value) s
     GROUP BY g) o USING (g)
   WHERE a.m IS DISTINCT FROM o.o
   UNION ALL
@@ -170,6 +188,40 @@ report serial -c "SET max_parallel_workers_per_gather = 0"
 PAR="SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET max_parallel_workers_per_gather = 2; SET force_parallel_mode = on"
 report "parallel, hash aggregation" -c "$PAR"
 report "parallel, sorted aggregation" -c "$PAR; SET enable_hashagg = off"
+# a hash aggregate that spills resets its memory (and the states' arena)
+# between batches
+SPILL="SET max_parallel_workers_per_gather = 0; SET enable_sort = off; SET work_mem = '64kB'"
+report "serial hash aggregation spilling to disk" -c "$SPILL"
+batches=$("${PSQL[@]}" -tA -c "$SPILL" -c "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) SELECT g, cdp.merge_profile(j, at) FROM obs GROUP BY g" | grep -o "Batches: [0-9]*" | grep -o "[0-9]*$")
+if [ "${batches:-0}" -gt 1 ]; then echo "ok - the merge_profile hash aggregate spilled ($batches batches)"; else echo "not ok - the merge_profile hash aggregate spilled: ${batches:-no} batches"; fi
+
+# input ordered by source, as a UNION ALL of sources gives it: every state
+# of a hash aggregate grows in each phase (in place or moved within its
+# arena); the golden records equal the sorted aggregate's (plain palloc)
+out=$("${PSQL[@]}" -tA -F '|' <<'SQL' 2>&1
+SET max_parallel_workers_per_gather = 0;
+CREATE TEMP TABLE phased AS
+SELECT g, p, '2024-01-01'::timestamptz + (p * 100000 + g) * interval '1 s' AS at,
+       CASE p WHEN 1 THEN jsonb_build_object('email', 'u' || g || '@x.example', 'n', g)
+              WHEN 2 THEN jsonb_build_object('tags', jsonb_build_array(g % 7, 'x' || g % 5), 's', repeat('s', g % 37))
+              ELSE jsonb_build_object('email', repeat('e', g % 50) || '@y.example', 'n', g * 1.5, 'ev' || g % 3, g) END AS j
+FROM generate_series(1, 20000) g, generate_series(1, 3) p
+WHERE p = 1 OR g % (p + 1) <> 0
+ORDER BY p, hashint4(g);
+SET enable_sort = off;
+CREATE TEMP TABLE h AS SELECT g, cdp.merge_profile(j, at) AS m FROM phased GROUP BY g;
+EXPLAIN (COSTS OFF) SELECT g, cdp.merge_profile(j, at) FROM phased GROUP BY g;
+RESET enable_sort;
+SET enable_hashagg = off;
+CREATE TEMP TABLE s AS SELECT g, cdp.merge_profile(j, at) AS m FROM phased GROUP BY g;
+SELECT count(*), (SELECT count(*) FROM (TABLE h EXCEPT TABLE s) d) + (SELECT count(*) FROM (TABLE s EXCEPT TABLE h) d) FROM h;
+SQL
+)
+if grep -q "HashAggregate" <<< "$out" && grep -q "^20000|0$" <<< "$out"; then
+  echo "ok - states that grow in every phase of the input: hash aggregate equals sorted aggregate (20000 profiles)"
+else
+  echo "not ok - states that grow in every phase of the input: $out"
+fi
 
 plan=$("${PSQL[@]}" -tA -c "$PAR" -c "EXPLAIN (COSTS OFF) SELECT g, cdp.merge_profile(j, at), cdp.most_frequent(v), cdp.latest(v, at) FROM obs GROUP BY g")
 if grep -q "Partial" <<< "$plan"; then echo "ok - EXPLAIN shows a partial aggregate"; else echo "not ok - EXPLAIN shows a partial aggregate: $plan"; fi
