@@ -46,6 +46,7 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "portability/instr_time.h"
 #include "storage/itemptr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -86,6 +87,25 @@ typedef struct I64Entry
 #define SH_DECLARE
 #define SH_DEFINE
 #include "lib/simplehash.h"
+
+/*
+ * DEBUG1 lines with the time each phase of a recomputation took, for
+ * finding where a slow refresh spends it (SET client_min_messages = debug1).
+ */
+static instr_time phase_start;
+
+static void
+phase_done(const char *what)
+{
+	instr_time	now;
+
+	if (!message_level_is_interesting(DEBUG1))
+		return;
+	INSTR_TIME_SET_CURRENT(now);
+	INSTR_TIME_SUBTRACT(now, phase_start);
+	elog(DEBUG1, "cdp identity: %s: %.1f ms", what, INSTR_TIME_GET_MILLISEC(now));
+	INSTR_TIME_SET_CURRENT(phase_start);
+}
 
 /* ---------------------------------------------------------------- nodes */
 
@@ -1015,6 +1035,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 
 	for_each_row(g, "SELECT source, kind1, value1, kind2, value2, coalesce(at, now())"
 				 " FROM pg_temp.cdp_stage", 0, NULL, NULL, stage_row, st);
+	phase_done("fold the staged rows");
 	st->existed = MemoryContextAllocHuge(g->mcxt, sizeof(bool) * Max(g->nnodes, 1));
 	st->dead = MemoryContextAllocHuge(g->mcxt, sizeof(bool) * Max(g->nnodes, 1));
 	memset(st->existed, 0, sizeof(bool) * g->nnodes);
@@ -1119,7 +1140,9 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		MemoryContextSwitchTo(g->mcxt);
 		MemoryContextReset(st->tmp);
 	}
+	phase_done("look up identifiers");
 	write_moves(moves, nmoves, false, st->tmp);
+	phase_done("move first_seen/last_seen of identifiers");
 
 	/* new identifiers: ids in the order the sources returned them */
 	for (i = 0, n = 0; i < g->nnodes; i++)
@@ -1153,6 +1176,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	}
 	for (i = 0; i < g->nnodes; i++)
 		i64map_insert(g->byid, g->nodes[i].id, &found)->val = (int32) i;
+	phase_done("ids of new identifiers");
 
 	/*
 	 * Known links, in primary key order: look them up, then move
@@ -1228,9 +1252,11 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			MemoryContextSwitchTo(g->mcxt);
 			MemoryContextReset(st->tmp);
 		}
+		phase_done("look up links");
 		write_moves(moves, nmoves, true, st->tmp);
 		pfree(kn);
 	}
+	phase_done("move first_seen/last_seen of links");
 	if (guc_level)
 		AtEOXact_GUC(true, guc_level);
 
@@ -1332,6 +1358,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 				st->identifiers_expired++;
 			}
 	}
+	phase_done("time-to-live");
 	for (i = 0; i < g->nnodes; i++)
 		if (!st->existed[i] && !st->dead[i])
 			(void) i64map_insert(T, g->nodes[i].id, &found);
@@ -1412,6 +1439,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		pfree(nl);
 	}
 
+	phase_done("insert new links");
 	/* the run's counts */
 	{
 		Oid			argtypes[5] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
@@ -1447,13 +1475,36 @@ stage_inject(Graph *g, Stage *st)
 	}
 }
 
-/* Insert the stage's new identifiers with the profile they ended up in. */
+/* (kind, value) order of new identifiers, by their Stage nodes */
+static int
+pending_value_cmp(const void *pa, const void *pb, void *arg)
+{
+	Graph	  **gs = arg;
+	uint32		x = (uint32) gs[0]->nodes[*(const uint32 *) pa].pending;
+	uint32		y = (uint32) gs[0]->nodes[*(const uint32 *) pb].pending;
+
+	return node_value_cmp(&x, &y, gs[1]);
+}
+
+/*
+ * Insert the stage's new identifiers with the profile they ended up in, in
+ * (kind, value) order: the unique index then takes them leaf by leaf (an
+ * index built from empty is appended to) instead of at random leaves.
+ */
 static void
 stage_write_identifiers(Stage *st, Graph *g, const int64 *comp_id)
 {
+	uint32	   *order = palloc(sizeof(uint32) * Max(g->nnodes, 1));
+	uint32		norder = 0;
 	uint32		i = 0;
+	Graph	   *gs[2] = {g, st->g};
 
-	while (i < g->nnodes)
+	for (i = 0; i < g->nnodes; i++)
+		if (g->nodes[i].pending >= 0)
+			order[norder++] = i;
+	qsort_arg(order, norder, sizeof(uint32), pending_value_cmp, gs);
+	i = 0;
+	while (i < norder)
 	{
 		int64	   *ids;
 		int64	   *profs;
@@ -1473,12 +1524,10 @@ stage_write_identifiers(Stage *st, Graph *g, const int64 *comp_id)
 		v = palloc(sizeof(char *) * WRITE_BATCH);
 		fs = palloc(sizeof(TimestampTz) * WRITE_BATCH);
 		ls = palloc(sizeof(TimestampTz) * WRITE_BATCH);
-		for (; i < g->nnodes && n < WRITE_BATCH; i++)
+		for (; i < norder && n < WRITE_BATCH; i++)
 		{
-			GNode	   *nd = &g->nodes[i];
+			GNode	   *nd = &g->nodes[order[i]];
 
-			if (nd->pending < 0)
-				continue;
 			ids[n] = nd->id;
 			profs[n] = nd->comp ? comp_id[nd->comp] : 0;
 			k[n] = g->kinds[nd->kind];
@@ -1505,6 +1554,7 @@ stage_write_identifiers(Stage *st, Graph *g, const int64 *comp_id)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(st->tmp);
 	}
+	pfree(order);
 }
 
 /* -------------------------------------------------------- the function */
@@ -1550,6 +1600,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 	rdesc = BlessTupleDesc(rdesc);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	INSTR_TIME_SET_CURRENT(phase_start);
 	keep = AllocSetContextCreate(outer, "cdp identity recompute", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(keep);
 	S = i64map_create(keep, 64, NULL);
@@ -1629,6 +1680,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 			(void) hash_search(suppressed, key, HASH_ENTER, NULL);
 		}
 	}
+	phase_done("rules, kinds, suppressed identifiers");
 	/* a refresh: fold the staged source rows in first */
 	if (staged)
 		stage = stage_prepare(keep, kinds, nkinds, run_id, T, S, given);
@@ -1793,6 +1845,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 							 " SELECT * FROM t WHERE t.profile_id IS NULL",
 							 2, argtypes, values, node_row, &internal);
 		}
+		phase_done("load identifiers");
 		if (round == 0)
 			stage_inject(g, stage);
 		/* a recomputed identifier's profile is loaded whole */
@@ -1873,6 +1926,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 				}
 			AtEOXact_GUC(true, guc_level);
 		}
+		phase_done("load links");
 		n_internal = 0;
 		for (i = 0; i < g->nnodes; i++)
 			if (g->nodes[i].internal)
@@ -1981,6 +2035,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 		stitch_finish(engine);
 		stitch_foreach_identifier(engine, identifier_cb, g);
 		stitch_foreach_refusal(engine, refusal_cb, g);
+		phase_done("stitch");
 		{
 			StitchStats st;
 
@@ -2226,6 +2281,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 				}
 			}
 
+		phase_done("stable ids");
 		/* write: identifiers whose profile changed */
 		{
 			int64	   *ids = palloc(sizeof(int64) * Max(g->nnodes, 1));
@@ -2266,9 +2322,11 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 					elog(ERROR, "could not update cdp.identifiers");
 			}
 		}
+		phase_done("update profile ids");
 		/* write: new identifiers, with their profile */
 		if (stage)
 			stage_write_identifiers(stage, g, comp_id);
+		phase_done("insert new identifiers");
 		/* write: profiles */
 		{
 			int64	   *gone = palloc(sizeof(int64) * Max(nevents, 1));
@@ -2317,6 +2375,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 					elog(ERROR, "could not update cdp.profiles");
 			}
 		}
+		phase_done("write profiles");
 		/* write: lineage */
 		if (nevents > 0)
 		{
@@ -2436,6 +2495,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 				elog(ERROR, "could not update cdp.identity_refusals");
 		}
 
+		phase_done("write lineage and refusals");
 		/* refusals by reason, as jsonb (a handful of distinct reasons) */
 		{
 			StringInfoData buf;
