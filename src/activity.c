@@ -257,19 +257,9 @@ bad:
 
 /* ---------------------------------------------------------------- packing */
 
-static inline int
-build_event_cmp(const ActivityBuildEvent *x, const ActivityBuildEvent *y)
-{
-	int			r = memcmp(x->name, y->name, Min(x->name_len, y->name_len));
-
-	if (r != 0)
-		return r;
-	return (x->name_len > y->name_len) - (x->name_len < y->name_len);
-}
-
 #define ST_SORT			sort_build_events
 #define ST_ELEMENT_TYPE ActivityBuildEvent
-#define ST_COMPARE(a, b)	build_event_cmp(a, b)
+#define ST_COMPARE(a, b)	activity_build_event_cmp(a, b)
 #define ST_SCOPE		static
 #define ST_DECLARE
 #define ST_DEFINE
@@ -893,7 +883,7 @@ activity_validate(const struct varlena *a, int sqlstate)
 					ref.name_len, ref.name_text);
 		activity_event_unpack(&ref, sqlstate, e);
 
-		if (n > 0 && build_event_cmp(&prev, e) >= 0)
+		if (n > 0 && activity_build_event_cmp(&prev, e) >= 0)
 			CORRUPT("Event names are not unique and sorted at event %d.", n);
 		prev = *e;
 		if (e->count < 1)

@@ -92,6 +92,17 @@ typedef struct ActivityBuildEvent
 	float8	   *sums;
 } ActivityBuildEvent;
 
+/* Order of events in a value: names bytewise, a prefix first. */
+static inline int
+activity_build_event_cmp(const ActivityBuildEvent *x, const ActivityBuildEvent *y)
+{
+	int			r = memcmp(x->name, y->name, Min(x->name_len, y->name_len));
+
+	if (r != 0)
+		return r;
+	return (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
 /*
  * Reading a value: events in order, each decoded up to its buckets, which
  * stay encoded until someone needs them.  Every read is bounded by the

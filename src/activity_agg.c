@@ -773,15 +773,6 @@ merge_event(const ActivityBuildEvent *x, const ActivityBuildEvent *y,
 	out->ndays = n;
 }
 
-static int
-name_cmp(const ActivityBuildEvent *x, const ActivityBuildEvent *y)
-{
-	int			r = memcmp(x->name, y->name, Min(x->name_len, y->name_len));
-
-	if (r != 0)
-		return r;
-	return (x->name_len > y->name_len) - (x->name_len < y->name_len);
-}
 
 /* exact merge of two summaries; NULL acts as the empty summary */
 PG_FUNCTION_INFO_V1(cdp_activity_merge);
@@ -818,7 +809,7 @@ cdp_activity_merge(PG_FUNCTION_ARGS)
 		activity_event_unpack(&yr, ERRCODE_DATA_CORRUPTED, &y);
 	while (has_x || has_y)
 	{
-		int			r = !has_x ? 1 : !has_y ? -1 : name_cmp(&x, &y);
+		int			r = !has_x ? 1 : !has_y ? -1 : activity_build_event_cmp(&x, &y);
 
 		if (r < 0)
 			ev[n++] = x;
