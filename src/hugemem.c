@@ -129,6 +129,20 @@ cdp_remap(CdpMapping *m, Size size)
 	m->size = size;
 }
 
+/*
+ * A growing array's memory: *m made on first use, grown after; returns the
+ * (possibly new) address.
+ */
+void *
+cdp_map_grow(CdpMapping **m, MemoryContext cxt, Size size, CdpMapStats *stats)
+{
+	if (*m == NULL)
+		*m = cdp_map(cxt, size, stats);
+	else
+		cdp_remap(*m, size);
+	return (*m)->addr;
+}
+
 /* Unmap now instead of with the context. */
 void
 cdp_unmap(CdpMapping *m)

@@ -43,14 +43,6 @@ cdp_alloc_huge(MemoryContext cxt, Size size)
 	return p;
 }
 
-/* repalloc_huge, advised (the grown part is not touched yet) */
-static inline void *
-cdp_realloc_huge(void *p, Size size)
-{
-	p = repalloc_huge(p, size);
-	cdp_advise_huge(p, size);
-	return p;
-}
 
 /*
  * A large array in an anonymous mapping of its own.  The kernel hands it out
@@ -75,6 +67,8 @@ typedef struct CdpMapping
 
 extern CdpMapping *cdp_map(MemoryContext cxt, Size size, CdpMapStats *stats);
 extern void cdp_remap(CdpMapping *m, Size size);
+extern void *cdp_map_grow(CdpMapping **m, MemoryContext cxt, Size size,
+						  CdpMapStats *stats);
 extern void cdp_unmap(CdpMapping *m);
 
 #endif							/* CDP_HUGEMEM_H */

@@ -596,6 +596,7 @@ struct StitchEngine
 	uint64		npool;
 	uint64		poolcap;
 
+	CdpMapping *demotions_map;
 	Demotion   *demotions;
 	uint64		ndemotions;
 	uint64		demcap;
@@ -1046,20 +1047,14 @@ store_row(StitchEngine *e, const uint32 *ids, int n, TimestampTz at, bool at_nul
 	if (e->nrows == e->rowcap)
 	{
 		e->rowcap = Max(e->rowcap * 2, 1024);
-		if (e->rows_map)
-			cdp_remap(e->rows_map, sizeof(StoredRow) * e->rowcap);
-		else
-			e->rows_map = cdp_map(e->mcxt, sizeof(StoredRow) * e->rowcap, &e->mapped);
-		e->rows = e->rows_map->addr;
+		e->rows = cdp_map_grow(&e->rows_map, e->mcxt,
+							   sizeof(StoredRow) * e->rowcap, &e->mapped);
 	}
 	while (e->npool + n > e->poolcap)
 	{
 		e->poolcap = Max(e->poolcap * 2, 4096);
-		if (e->pool_map)
-			cdp_remap(e->pool_map, sizeof(uint32) * e->poolcap);
-		else
-			e->pool_map = cdp_map(e->mcxt, sizeof(uint32) * e->poolcap, &e->mapped);
-		e->pool = e->pool_map->addr;
+		e->pool = cdp_map_grow(&e->pool_map, e->mcxt,
+							   sizeof(uint32) * e->poolcap, &e->mapped);
 	}
 	r = &e->rows[e->nrows++];
 	r->at = at;
@@ -1212,9 +1207,8 @@ add_demotion(StitchEngine *e, uint32 node, uint32 other, const StoredRow *r,
 	if (e->ndemotions == e->demcap)
 	{
 		e->demcap = Max(e->demcap * 2, 256);
-		e->demotions = e->demotions
-			? cdp_realloc_huge(e->demotions, sizeof(Demotion) * e->demcap)
-			: cdp_alloc_huge(e->mcxt, sizeof(Demotion) * e->demcap);
+		e->demotions = cdp_map_grow(&e->demotions_map, e->mcxt,
+									sizeof(Demotion) * e->demcap, &e->mapped);
 	}
 	d = &e->demotions[e->ndemotions++];
 	d->node = node;
