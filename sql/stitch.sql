@@ -250,3 +250,34 @@ SELECT count(*) AS differences FROM (
    EXCEPT ALL SELECT * FROM cdp.stitch($$SELECT 'u' || (g / 2) AS user_id, 'anon-' || g || repeat('x', 20) AS anonymous_id, now() AS at
                                          FROM generate_series(1, 300000) g$$, '{"blocked": {}, "limits": {"user_id": 1}}'))) d;
 DROP TABLE stitch_big;
+
+-- output larger than work_mem goes to the tuplestore's file from its first
+-- row, smaller output stays in memory: the same rows either way, with values
+-- of every length (empty, short, longer than a 1-byte varlena header holds)
+SET work_mem = '64kB';
+CREATE TEMP TABLE stitch_out_file AS
+  SELECT * FROM cdp.stitch($$SELECT 'u' || (g % 1000) AS user_id, repeat(chr(97 + g % 26), g % 300) AS anonymous_id
+                             FROM generate_series(0, 5000) g$$, '{"blocked": {}}');
+SET work_mem = '1GB';
+CREATE TEMP TABLE stitch_out_mem AS
+  SELECT * FROM cdp.stitch($$SELECT 'u' || (g % 1000) AS user_id, repeat(chr(97 + g % 26), g % 300) AS anonymous_id
+                             FROM generate_series(0, 5000) g$$, '{"blocked": {}}');
+RESET work_mem;
+SELECT count(*) AS identifiers, count(DISTINCT profile_id) AS profiles,
+       min(length(value)) AS shortest, max(length(value)) AS longest,
+       sum(length(value)) AS value_bytes
+FROM stitch_out_file;
+SELECT count(*) AS differences FROM (
+  (SELECT * FROM stitch_out_file EXCEPT ALL SELECT * FROM stitch_out_mem)
+  UNION ALL
+  (SELECT * FROM stitch_out_mem EXCEPT ALL SELECT * FROM stitch_out_file)) d;
+-- a scrollable cursor reads the file backwards
+BEGIN;
+DECLARE stitch_cur SCROLL CURSOR FOR
+  SELECT kind, left(value, 3) AS starts, length(value) AS length, profile_id FROM cdp.stitch($$SELECT 'u' || (g % 1000) AS user_id, repeat(chr(97 + g % 26), g % 300) AS anonymous_id
+                             FROM generate_series(0, 5000) g$$, '{"blocked": {}}');
+SET LOCAL work_mem = '64kB';
+MOVE LAST IN stitch_cur;
+FETCH BACKWARD 2 FROM stitch_cur;
+COMMIT;
+DROP TABLE stitch_out_file, stitch_out_mem;

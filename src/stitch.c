@@ -613,6 +613,8 @@ struct StitchEngine
 	int64		nhubs;
 	int64		nidentifiers;
 	int64		rows_read;
+	uint64		value_bytes;	/* after finish: bytes of surviving values */
+	uint32		max_len;		/* after finish: longest surviving value */
 	Size		peak;
 	bool		finished;
 
@@ -1422,6 +1424,8 @@ stitch_finish(StitchEngine *e)
 			continue;
 		}
 		e->nidentifiers++;
+		e->value_bytes += e->nodes[i].len;
+		e->max_len = Max(e->max_len, e->nodes[i].len);
 		rt = uf_find(e->uf, i);
 		if (e->profile[rt] == NO_NODE)
 		{
@@ -1882,33 +1886,81 @@ typedef struct OutputState
 {
 	ReturnSetInfo *rsinfo;
 	MemoryContext tmpcxt;
-	const char *last_kind;
-	Datum		last_kind_text;
 } OutputState;
 
-static void
-emit_identifier(const char *kind, const char *value, int len, int64 profile_id,
-				void *arg)
-{
-	OutputState *os = arg;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	MemoryContext old = MemoryContextSwitchTo(os->tmpcxt);
+/*
+ * Bytes a tuplestore row of (kind, value, profile_id) takes at least: the
+ * minimal tuple's header and int8, two short varlena headers, the memory
+ * chunk's header and the pointer to it.
+ */
+#define OUTPUT_ROW_OVERHEAD 48
 
-	if (kind != os->last_kind)
-	{
-		/* kind names are few; keep the last one's text across rows */
-		MemoryContextSwitchTo(os->rsinfo->econtext->ecxt_per_query_memory);
-		os->last_kind_text = PointerGetDatum(cstring_to_text(kind));
-		os->last_kind = kind;
-		MemoryContextSwitchTo(os->tmpcxt);
-	}
-	values[0] = os->last_kind_text;
-	values[1] = PointerGetDatum(cstring_to_text_with_len(value, len));
-	values[2] = Int64GetDatum(profile_id);
-	tuplestore_putvalues(os->rsinfo->setResult, os->rsinfo->setDesc, values, nulls);
+/*
+ * Write every surviving identifier into a tuplestore.
+ *
+ * When the rows cannot fit in work_mem anyway, the tuplestore writes them
+ * to its file from the first row on: it would otherwise fill work_mem with
+ * tuples first, only to write them all out when it runs full, and filling
+ * that much fresh memory costs more than the file.  Values are copied into
+ * one reused text buffer, and each kind's text is made once.
+ */
+static void
+emit_identifiers(StitchEngine *e, FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext old;
+	TupleDesc	desc;
+	Tuplestorestate *store;
+	uint64		row_bytes;
+	int			kb = work_mem;
+	Datum	   *kind_text;
+	text	   *value;
+	uint32		i;
+
+	/* the checks InitMaterializedSRF makes */
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("materialize mode required, but it is not allowed in this context")));
+
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	desc = CreateTupleDescCopy(desc);
+	row_bytes = e->value_bytes + (uint64) e->nidentifiers * OUTPUT_ROW_OVERHEAD;
+	if (row_bytes > (uint64) work_mem * 1024)
+		kb = 0;
+	store = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
+								  false, kb);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = desc;
 	MemoryContextSwitchTo(old);
-	MemoryContextReset(os->tmpcxt);
+
+	kind_text = palloc0(sizeof(Datum) * Max(e->nkinds, 1));
+	value = palloc(VARHDRSZ + e->max_len);
+	for (i = 0; i < e->nnodes; i++)
+	{
+		const StitchNode *n = &e->nodes[i];
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		if (n->flags & NODE_EXCLUDED)
+			continue;
+		if (kind_text[n->kind] == (Datum) 0)
+			kind_text[n->kind] = PointerGetDatum(cstring_to_text(e->kinds[n->kind].name));
+		SET_VARSIZE(value, VARHDRSZ + n->len);
+		memcpy(VARDATA(value), n->str, n->len);
+		values[0] = kind_text[n->kind];
+		values[1] = PointerGetDatum(value);
+		values[2] = Int64GetDatum((int64) e->profile[uf_find(e->uf, i)]);
+		tuplestore_putvalues(store, desc, values, nulls);
+	}
+	pfree(value);
 }
 
 /* cdp.stitch(query text, rules jsonb): (kind, value, profile_id) */
@@ -1917,15 +1969,8 @@ Datum
 cdp_stitch(PG_FUNCTION_ARGS)
 {
 	StitchEngine *e = run_stitch(fcinfo);
-	OutputState os;
 
-	InitMaterializedSRF(fcinfo, 0);
-	os.rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	os.tmpcxt = AllocSetContextCreate(CurrentMemoryContext, "cdp stitch output",
-									  ALLOCSET_SMALL_SIZES);
-	os.last_kind = NULL;
-	stitch_foreach_identifier(e, emit_identifier, &os);
-	MemoryContextDelete(os.tmpcxt);
+	emit_identifiers(e, fcinfo);
 	stitch_destroy(e);
 	return (Datum) 0;
 }
