@@ -943,9 +943,12 @@ arena_copy(StitchEngine *e, const char *s, uint32 len)
 		return memcpy(MemoryContextAllocHuge(e->mcxt, len + 1), s, len);
 	if (e->arena_left < len)
 	{
-		/* chunks grow with the arena, so large inputs get huge pages */
+		/*
+		 * Chunks grow with the arena and are mappings of their own, so a
+		 * large input's strings lie on huge pages from end to end.
+		 */
 		e->arena_chunk = Min(Max(e->arena_chunk * 2, ARENA_CHUNK), ARENA_CHUNK_MAX);
-		e->arena = cdp_alloc_huge(e->mcxt, e->arena_chunk);
+		e->arena = cdp_map(e->mcxt, e->arena_chunk, &e->mapped)->addr;
 		e->arena_left = e->arena_chunk;
 	}
 	p = e->arena;
@@ -1359,6 +1362,7 @@ void
 stitch_finish(StitchEngine *e)
 {
 	MemoryContext old = MemoryContextSwitchTo(e->mcxt);
+	CdpMapping *reps_map;
 	RepKey	   *reps;
 	uint64		nreps = 0;
 	uint32		i;
@@ -1412,7 +1416,7 @@ stitch_finish(StitchEngine *e)
 	}
 
 	/* canonical member of each profile, then number profiles by it */
-	e->profile = cdp_alloc_huge(e->mcxt, sizeof(uint32) * Max(e->nnodes, 1));
+	e->profile = cdp_map(e->mcxt, sizeof(uint32) * Max(e->nnodes, 1), &e->mapped)->addr;
 	memset(e->profile, 0xFF, sizeof(uint32) * (Size) e->nnodes);
 	for (i = 0; i < e->nnodes; i++)
 	{
@@ -1435,7 +1439,8 @@ stitch_finish(StitchEngine *e)
 		else if (node_cmp(e, i, e->profile[rt]) < 0)
 			e->profile[rt] = i;
 	}
-	reps = cdp_alloc_huge(e->mcxt, sizeof(RepKey) * Max(nreps, 1));
+	reps_map = cdp_map(e->mcxt, sizeof(RepKey) * Max(nreps, 1), &e->mapped);
+	reps = reps_map->addr;
 	nreps = 0;
 	for (i = 0; i < e->nnodes; i++)
 		if (!(e->nodes[i].flags & NODE_EXCLUDED) && e->uf->parent[i] == i)
@@ -1450,8 +1455,8 @@ stitch_finish(StitchEngine *e)
 			e->largest = e->uf->size[rt];
 	}
 	e->nprofiles = nreps;
-	pfree(reps);
 	e->peak = MemoryContextMemAllocated(e->mcxt, true) + e->mapped.peak;
+	cdp_unmap(reps_map);
 	e->finished = true;
 	MemoryContextSwitchTo(old);
 }
