@@ -1514,23 +1514,31 @@ merge_arg_jsonb(FunctionCallInfo fcinfo, int argno)
 /*
  * Ask for a state's cache lines before they are read and written.  In a
  * hash aggregate over many groups the state of the next row is cold: its
- * header, the attribute slots and the bytes of the values are on different
- * lines, and fetched one after another they cost a memory latency each.
- * Prefetching them together overlaps those misses.  The first 512 bytes
- * are asked for blindly (a prefetch never faults, even past the chunk),
- * the end of a larger state once its size is known.
+ * header, the attribute slots and the records are on different lines, and
+ * fetched one after another they cost a memory latency each.  Prefetching
+ * them together overlaps those misses.  The first MERGE_PF_HEAD bytes are
+ * asked for blindly (a prefetch never faults, even past the chunk) before
+ * the observation is read, the rest of a larger state once its size is
+ * known.
  */
-static inline void
-merge_prefetch(MergeState *s)
-{
-	char	   *p = (char *) s;
+#define MERGE_PF_HEAD 320
 
-	for (int off = 0; off < 512; off += 64)
-		merge_prefetch_line(p + off);
-	if (s->size > 512)
+static inline void
+merge_prefetch_head(MergeState *s)
+{
+	for (int off = 0; off < MERGE_PF_HEAD; off += 64)
+		merge_prefetch_line((char *) s + off);
+}
+
+static inline void
+merge_prefetch_rest(MergeState *s)
+{
+	if (s->size > MERGE_PF_HEAD)
 	{
-		for (uint32 off = (s->size - s->used) & ~(uint32) 63; off < s->size; off += 64)
-			merge_prefetch_line(p + off);
+		uint32		from = Max((s->size - s->used) & ~(uint32) 63, MERGE_PF_HEAD);
+
+		for (uint32 off = from; off < s->size; off += 64)
+			merge_prefetch_line((char *) s + off);
 	}
 }
 
@@ -1571,7 +1579,7 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 		PG_RETURN_POINTER(s);
 	}
 	if (s != NULL)
-		merge_prefetch(s);
+		merge_prefetch_head(s);
 	jb = merge_arg_jsonb(fcinfo, 1);
 	at = PG_GETARG_TIMESTAMPTZ(2);
 	if (nargs > 3)
@@ -1605,18 +1613,12 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	voff = getJsonbOffset(jc, n);
 
 	/*
-	 * Sized for this observation's whole jsonb: more than its values need,
-	 * which leaves room for a few more attributes (fewer moves leave less
-	 * memory behind in the arena's free chunks).
+	 * The observation's attributes, with the key ids of this function's
+	 * cache, read before the state is touched so that its lines arrive
+	 * meanwhile.
 	 */
-	if (s == NULL)
-		s = merge_new(cxt, rules, merge_arena_get(fcinfo, cxt, rules), lineage,
-					  n, VARSIZE(jb) + (lineage ? srclen + 3 : 0));
-	/* key ids are those of the state's cache, which is this function's */
-	d = s->dict;
-	shape = d == rules ? merge_shape(rules, jc, n, base) : NULL;
-	items = merge_items(d, n);
-	stamp = merge_next_stamp(d);
+	shape = merge_shape(rules, jc, n, base);
+	items = merge_items(rules, n);
 	for (int i = 0; i < n; i++)
 	{
 		const char *key = base + koff;
@@ -1636,13 +1638,37 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 		}
 		else
 		{
-			it->id = key_intern(d, key, koff - kstart);
+			it->id = key_intern(rules, key, koff - kstart);
 			it->strategy = rule_strategy(rules, key, koff - kstart);
 		}
-		/* an object's keys are unique */
-		(void) merge_mark(d, stamp, it->id, k);
 		k++;
 	}
+
+	/*
+	 * A new state is sized for this observation's whole jsonb: more than its
+	 * values need, which leaves room for a few more attributes (fewer moves
+	 * leave less memory behind in the arena's free chunks).
+	 */
+	if (s == NULL)
+		s = merge_new(cxt, rules, merge_arena_get(fcinfo, cxt, rules), lineage,
+					  n, VARSIZE(jb) + (lineage ? srclen + 3 : 0));
+	else
+		merge_prefetch_rest(s);
+	/* key ids are those of the state's cache, normally this function's */
+	d = s->dict;
+	if (d != rules)
+	{
+		for (int j = 0; j < k; j++)
+		{
+			const MergeKey *mk = rules->names[items[j].id];
+
+			items[j].id = key_intern(d, mk->name, mk->len);
+		}
+	}
+	stamp = merge_next_stamp(d);
+	/* an object's keys are unique */
+	for (int j = 0; j < k; j++)
+		(void) merge_mark(d, stamp, items[j].id, j);
 
 	/* the attributes the group has seen, in one walk over its slots */
 	off = 0;
