@@ -77,7 +77,7 @@ typedef struct KeyStr
 typedef struct KeyEntry
 {
 	KeyStr		k;
-	int32		idx;			/* attribute index (attribute index only) */
+	int32		idx;			/* the name's key id */
 	uint32		hash;
 	char		status;
 } KeyEntry;
