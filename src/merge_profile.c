@@ -1024,9 +1024,9 @@ attr_rec_len(MergeState *s, MergeAttr *a)
 }
 
 /*
- * Offset from the end of the record of an attribute whose predecessor's
- * record starts at offset prev: records start int-aligned, and the
- * state's size is a multiple of 4.
+ * Where attribute a's record starts, counted back from the state's end,
+ * when the record of the attribute before it starts at prev.  Records
+ * start int-aligned: offsets are multiples of 4, and so are state sizes.
  */
 #define MERGE_NEXT_OFF(s, a, prev) ((prev) + INTALIGN(attr_rec_len(s, a)))
 
