@@ -18,6 +18,7 @@
 #include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "executor/nodeAgg.h"
 #include "fmgr.h"
 #include "nodes/execnodes.h"
 #include "port/pg_bitutils.h"
@@ -76,7 +77,7 @@ typedef struct KeyStr
 typedef struct KeyEntry
 {
 	KeyStr		k;
-	int32		idx;			/* attribute index (attribute index only) */
+	int32		idx;			/* the name's key id */
 	uint32		hash;
 	char		status;
 } KeyEntry;
@@ -176,35 +177,42 @@ typedef struct MergeCache
 	Size		argbufsize;
 	MergeArena *arena;			/* states of a hash aggregate, or NULL */
 	MergeShape	shapes[MERGE_SHAPES];	/* layouts of observation keys */
+	uint32	   *mark;			/* key id -> stamp of the input that has it */
+	uint32	   *markitem;		/* key id -> its place in that input */
+	uint32		stamp;			/* of the current input, never 0 */
+	struct MergeItem *items;	/* the current input's attributes */
+	int			maxitems;
+	int			pf_transno;		/* see merge_prefetch_groups */
+	tuplehash_hash *pf_table;
+	uint32		pf_tuple;
+	uint32		pf_state;
 } MergeCache;
 
 /*
- * What one group knows about one attribute: a 24-byte slot.  A winner's
- * value, a sum and a source label live in the group's arena (MergeState);
- * a value table (most_frequent, union) is allocated on its own.
+ * What one group knows about one attribute: a 16-byte slot.  A winner's
+ * value, a sum and a source label live in the group's state (MergeState),
+ * in the attribute's record; a value table (most_frequent, union) is
+ * allocated on its own.
  */
 typedef struct MergeAttr
 {
-	TimestampTz at;				/* the winner's */
 	union
 	{
-		struct
-		{
-			uint32		entry;	/* JEntry type bits and length of the value */
-			uint32		off;	/* its bytes, counted from the arena's end */
-		}			v;
-		CdpFreqTable *ft;		/* most_frequent, union */
+		TimestampTz at;			/* the winner's */
 		int64		count;		/* count */
+		CdpFreqTable *ft;		/* most_frequent, union */
 	}			u;
-	int32		priority;
+	uint32		entry;			/* JEntry type bits and length of the value */
 	uint16		key;			/* key id in the state's MergeCache */
 	uint8		strategy;
-	bool		seen:1;			/* an observation contributed */
-	bool		has:1;			/* a winner or a sum is stored */
-	bool		prio_null:1;	/* the winner's priority was NULL */
+	uint8		flags;			/* MERGE_SEEN, MERGE_HAS, MERGE_PRIO_NULL */
 } MergeAttr;
 
-StaticAssertDecl(sizeof(MergeAttr) == 24, "MergeAttr is meant to take 24 bytes");
+StaticAssertDecl(sizeof(MergeAttr) == 16, "MergeAttr is meant to take 16 bytes");
+
+#define MERGE_SEEN		0x01	/* an observation contributed */
+#define MERGE_HAS		0x02	/* a winner or a sum is stored */
+#define MERGE_PRIO_NULL 0x04	/* the winner's priority was NULL */
 
 /* merge_profile_lineage's slot: the attribute and where its value came from */
 typedef struct MergeAttrLin
@@ -213,30 +221,32 @@ typedef struct MergeAttrLin
 	int64		nobs;			/* observations that contributed */
 	TimestampTz first_at;
 	TimestampTz last_at;
-	uint32		srcoff;			/* the winner's source label in the arena */
-	int32		srclen;			/* -1 when none */
+	int32		priority;		/* the winner's */
+	int32		srclen;			/* its source label's length, -1 when none */
 } MergeAttrLin;
-
-#define MERGE_LINEAR_MAX 12
 
 /*
  * A group's state is one allocation: this header, the attribute slots
- * growing up from it, and the bytes of values, sums and source labels
- * growing down from the end, int-aligned like jsonb's own numerics and
- * containers.  Byte offsets count from the end, so that the value area can
- * move when the state is repacked into a larger allocation.  A replaced
- * value that does not fit in place leaves a hole, reclaimed by the next
- * repack.  A hash aggregate holds millions of groups at once: one
- * allocation of a few hundred bytes each, rather than one per value, keeps
- * it small and avoids palloc churn.
+ * growing up from it, and the attributes' records growing down from the
+ * end, one after another in slot order, each starting int-aligned (like
+ * jsonb's own numerics and containers).  A record is the winner's
+ * priority (priority, max and min without lineage: the only strategies
+ * whose result depends on it), the value's bytes, and with lineage the
+ * winner's source label.  Where a record starts follows from the lengths
+ * of the records before it, so a slot keeps no offset: the functions that
+ * walk the slots add the lengths up as they go.  A record that changes
+ * length moves the records after it (a few hundred bytes at most that are
+ * in cache already), so replaced values leave no holes, and a state is
+ * never larger than what it holds plus the room for growth.  Offsets count
+ * from the end, so that the records do not change place within it when
+ * the state grows.
  */
 typedef struct MergeState
 {
 	MergeCache *dict;			/* names of the key ids, lives for the query */
-	keyh_hash  *index;			/* NULL while nattrs <= MERGE_LINEAR_MAX */
 	int32		nattrs;
 	uint32		size;			/* bytes allocated, header included */
-	uint32		upper;			/* start of the byte area */
+	uint32		used;			/* bytes of the records, at the end */
 	bool		lineage;
 	bool		in_arena;		/* allocated from dict->arena, not palloc'd */
 } MergeState;
@@ -248,7 +258,10 @@ typedef struct MergeState
 	((MergeAttr *) ((char *) (s) + MERGE_HDRSZ + (Size) (i) * MERGE_STRIDE(s)))
 #define MERGE_LIN(s, i) ((MergeAttrLin *) MERGE_SLOT(s, i))
 #define MERGE_LOWER(s) (MERGE_HDRSZ + (uint32) ((s)->nattrs * MERGE_STRIDE(s)))
+/* a record at offset `off` from the state's end */
 #define MERGE_BYTES(s, off) ((char *) (s) + (s)->size - (off))
+
+StaticAssertDecl(MERGE_HDRSZ == 24, "MergeState is meant to take 24 bytes");
 
 static MemoryContext
 merge_agg_context(FunctionCallInfo fcinfo)
@@ -374,6 +387,7 @@ get_cache(FunctionCallInfo fcinfo)
 		c->ignore_empty = true;
 		cdp_typeinfo_init(&c->jsonb_ti, JSONBOID, InvalidOid);
 		c->keys = keyh_create(c->mcxt, 32, NULL);
+		c->pf_transno = -1;
 		fcinfo->flinfo->fn_extra = c;
 	}
 	return c;
@@ -445,10 +459,22 @@ key_intern(MergeCache *c, const char *s, int len)
 	}
 	if (c->nnames == c->maxnames)
 	{
+		int			old = c->maxnames;
+
 		c->maxnames = Max(c->maxnames * 2, 32);
-		c->names = c->names == NULL ?
-			MemoryContextAlloc(c->mcxt, sizeof(MergeKey *) * c->maxnames) :
-			repalloc(c->names, sizeof(MergeKey *) * c->maxnames);
+		if (c->names == NULL)
+		{
+			c->names = MemoryContextAlloc(c->mcxt, sizeof(MergeKey *) * c->maxnames);
+			c->mark = MemoryContextAllocZero(c->mcxt, sizeof(uint32) * c->maxnames);
+			c->markitem = MemoryContextAlloc(c->mcxt, sizeof(uint32) * c->maxnames);
+		}
+		else
+		{
+			c->names = repalloc(c->names, sizeof(MergeKey *) * c->maxnames);
+			c->mark = repalloc(c->mark, sizeof(uint32) * c->maxnames);
+			memset(c->mark + old, 0, sizeof(uint32) * (c->maxnames - old));
+			c->markitem = repalloc(c->markitem, sizeof(uint32) * c->maxnames);
+		}
 	}
 	mk = MemoryContextAlloc(c->mcxt, offsetof(MergeKey, name) + len + 1);
 	mk->len = len;
@@ -686,7 +712,7 @@ value_image(const JsonbValue *v, uint32 *entry, const char **p, uint32 *len)
 static inline uint32
 state_room(MergeState *s)
 {
-	return s->upper - MERGE_LOWER(s);
+	return s->size - s->used - MERGE_LOWER(s);
 }
 
 /*
@@ -964,33 +990,51 @@ merge_new(MemoryContext cxt, MergeCache *dict, MergeArena *arena, bool lineage,
 	memset(s, 0, MERGE_HDRSZ);
 	s->dict = dict;
 	s->size = size;
-	s->upper = size;
+	s->used = 0;
 	s->lineage = lineage;
 	s->in_arena = in_arena;
 	return s;
 }
 
+#define IS_PRIO_STRATEGY(s) \
+	((s) == MS_PRIORITY || (s) == MS_MAX || (s) == MS_MIN)
+
 /*
- * Copy len bytes of a value of JEntry type `type` into the byte area, which
- * has room; their offset.  Numerics and containers are int-aligned, as
- * jsonb keeps them, strings and source labels are not.
+ * Bytes of the priority at the start of a record: lineage keeps it in the
+ * slot, and only priority, max and min compare it.
  */
 static inline uint32
-state_put(MergeState *s, uint32 type, const char *p, uint32 len)
+attr_prio_bytes(MergeState *s, MergeAttr *a)
 {
-	s->upper -= len;
-	if (type == JENTRY_ISNUMERIC || type == JENTRY_ISCONTAINER)
-		s->upper &= ~((uint32) 3);
-	memcpy((char *) s + s->upper, p, len);
-	return s->size - s->upper;
+	return !s->lineage && IS_PRIO_STRATEGY(a->strategy) ? sizeof(int32) : 0;
 }
 
-static inline bool
-attr_has_bytes(MergeAttr *a)
+/* Length of an attribute's record; only winners and sums have one. */
+static inline uint32
+attr_rec_len(MergeState *s, MergeAttr *a)
 {
-	return a->has && a->strategy != MS_MOST_FREQUENT &&
-		a->strategy != MS_UNION && a->strategy != MS_COUNT &&
-		JBE_OFFLENFLD(a->u.v.entry) > 0;
+	uint32		len;
+
+	if (!(a->flags & MERGE_HAS))
+		return 0;
+	len = attr_prio_bytes(s, a) + JBE_OFFLENFLD(a->entry);
+	if (s->lineage && ((MergeAttrLin *) a)->srclen > 0)
+		len += ((MergeAttrLin *) a)->srclen;
+	return len;
+}
+
+/*
+ * Where attribute a's record starts, counted back from the state's end,
+ * when the record of the attribute before it starts at prev.  Records
+ * start int-aligned: offsets are multiples of 4, and so are state sizes.
+ */
+#define MERGE_NEXT_OFF(s, a, prev) ((prev) + INTALIGN(attr_rec_len(s, a)))
+
+/* The value's bytes in the record at offset off. */
+static inline char *
+attr_value_bytes(MergeState *s, MergeAttr *a, uint32 off)
+{
+	return MERGE_BYTES(s, off) + attr_prio_bytes(s, a);
 }
 
 /*
@@ -1006,70 +1050,38 @@ attr_nobs(MergeState *s, int i)
 		return ((MergeAttrLin *) a)->nobs;
 	if (a->strategy == MS_COUNT)
 		return a->u.count;
-	return a->seen ? 1 : 0;
+	return (a->flags & MERGE_SEEN) ? 1 : 0;
 }
 
-/* Bytes the state needs: header, slots and what its values take at most. */
-static Size
+/* Bytes the state needs: header, slots and records. */
+static inline Size
 merge_live(MergeState *s)
 {
-	Size		live = MERGE_LOWER(s);
-
-	for (int i = 0; i < s->nattrs; i++)
-	{
-		MergeAttr  *a = MERGE_SLOT(s, i);
-
-		if (attr_has_bytes(a))
-			live += JBE_OFFLENFLD(a->u.v.entry) + 3;
-		if (s->lineage && MERGE_LIN(s, i)->srclen > 0)
-			live += MERGE_LIN(s, i)->srclen + 3;
-	}
-	return live;
+	return MERGE_LOWER(s) + s->used;
 }
 
-/*
- * The state copied into a fresh allocation of `size` bytes (at least
- * merge_live), holes left by replaced values squeezed out.
- */
+/* The state copied into a fresh allocation of `size` bytes, at least merge_live. */
 static MergeState *
 merge_repack_to(MergeState *s, Size size)
 {
 	MergeState *n;
-	uint32		lower = MERGE_LOWER(s);
 	MemoryContext cxt = state_context(s);
 	bool		in_arena;
 
+	Assert(size >= merge_live(s));
 	n = merge_chunk_alloc(cxt, state_arena(s->dict, cxt), size, s->nattrs,
 						  &in_arena);
-	memcpy(n, s, lower);
+	memcpy(n, s, MERGE_LOWER(s));
 	n->size = size;
-	n->upper = size;
 	n->in_arena = in_arena;
-	for (int i = 0; i < n->nattrs; i++)
-	{
-		MergeAttr  *a = MERGE_SLOT(n, i);
-
-		if (attr_has_bytes(a))
-			a->u.v.off = state_put(n, a->u.v.entry & JENTRY_TYPEMASK,
-								   MERGE_BYTES(s, a->u.v.off),
-								   JBE_OFFLENFLD(a->u.v.entry));
-		if (n->lineage && MERGE_LIN(n, i)->srclen > 0)
-		{
-			MergeAttrLin *lin = MERGE_LIN(n, i);
-
-			lin->srcoff = state_put(n, JENTRY_ISSTRING,
-									MERGE_BYTES(s, lin->srcoff), lin->srclen);
-		}
-	}
+	memcpy((char *) n + size - s->used, (char *) s + s->size - s->used, s->used);
 	merge_chunk_free(s);
 	return n;
 }
 
 /*
- * The state repacked with at least `need` bytes of room.  palloc'd states
- * take powers of 2, as the allocator rounds to them anyway; when a repack
- * at the same size would leave little room, double, so that values
- * replaced again and again cannot make repacks frequent.  A state in an
+ * The state grown to have at least `need` bytes of room.  palloc'd states
+ * take powers of 2, as the allocator rounds to them anyway.  A state in an
  * arena takes an eighth more than it needs, in multiples of 32 bytes, in
  * place where the memory after it is free (merge_arena_grow).
  */
@@ -1085,28 +1097,19 @@ merge_repack(MergeState *s, uint32 need)
 		size = merge_chunk_size(arena, want + want / 8);
 		if (size <= MERGE_ARENA_MAX)
 		{
-			/* in place, moving the byte area to the new end */
+			/* in place, moving the records to the new end */
 			if (s->in_arena && size > s->size &&
 				merge_arena_grow(arena, s, s->size, size))
 			{
-				uint32		delta = size - s->size;
-
-				memmove((char *) s + s->upper + delta, (char *) s + s->upper,
-						s->size - s->upper);
-				s->upper += delta;
+				memmove((char *) s + size - s->used,
+						(char *) s + s->size - s->used, s->used);
 				s->size = size;
-				if (state_room(s) >= need)
-					return s;
-				/* holes left by replaced values take the room */
-				size = s->size;
+				return s;
 			}
 			return merge_repack_to(s, size);
 		}
 	}
-	size = pg_nextpower2_64(want);
-	if (size <= s->size && size - want < size / 8)
-		size = (Size) s->size * 2;
-	return merge_repack_to(s, size);
+	return merge_repack_to(s, pg_nextpower2_64(want));
 }
 
 /* The state with room for `need` more bytes; it may have moved. */
@@ -1118,65 +1121,59 @@ merge_reserve(MergeState *s, uint32 need)
 	return s;
 }
 
-static inline int64
-attr_priority(MergeAttr *a)
+/*
+ * Make the record at offset *off, of oldlen bytes, `len` bytes long,
+ * moving the records after it (below it); *off is where it starts now.
+ * The state may move.
+ */
+static MergeState *
+attr_resize(MergeState *s, uint32 *off, uint32 oldlen, uint32 len)
 {
-	return a->prio_null ? CDP_PRIORITY_NULL : a->priority;
+	uint32		newoff = *off - INTALIGN(oldlen) + INTALIGN(len);
+
+	if (newoff > *off)
+		s = merge_reserve(s, newoff - *off);
+	if (newoff != *off)
+	{
+		char	   *end = (char *) s + s->size;
+		uint32		after = s->used - *off; /* the records after it */
+
+		memmove(end - newoff - after, end - *off - after, after);
+		s->used = newoff + after;
+		*off = newoff;
+	}
+	return s;
+}
+
+/* The winner's priority, or CDP_PRIORITY_NULL. */
+static inline int64
+attr_priority(MergeState *s, MergeAttr *a, uint32 off)
+{
+	int32		p;
+
+	if (a->flags & MERGE_PRIO_NULL)
+		return CDP_PRIORITY_NULL;
+	if (s->lineage)
+		return ((MergeAttrLin *) a)->priority;
+	if (attr_prio_bytes(s, a) == 0 || !(a->flags & MERGE_HAS))
+		return 0;
+	memcpy(&p, MERGE_BYTES(s, off), sizeof(int32));
+	return p;
 }
 
 /* A stored value (winner or sum) as a JsonbValue pointing into the state. */
 static inline void
-attr_view(MergeState *s, MergeAttr *a, JsonbValue *v)
+attr_view(MergeState *s, MergeAttr *a, uint32 off, JsonbValue *v)
 {
-	container_value(a->u.v.entry, MERGE_BYTES(s, a->u.v.off), 0,
-					JBE_OFFLENFLD(a->u.v.entry), v);
+	container_value(a->entry, attr_value_bytes(s, a, off), 0,
+					JBE_OFFLENFLD(a->entry), v);
 }
 
-/* Index of an attribute, -1 when the group has not seen it. */
-static int
-attr_find(MergeState *s, const char *key, int keylen)
-{
-	if (s->index != NULL)
-	{
-		KeyStr		k = {key, keylen};
-		KeyEntry   *e = keyh_lookup(s->index, k);
-
-		return e ? e->idx : -1;
-	}
-	for (int i = 0; i < s->nattrs; i++)
-	{
-		const MergeKey *k = attr_key(s, MERGE_SLOT(s, i));
-
-		if (k->len == keylen && memcmp(k->name, key, keylen) == 0)
-			return i;
-	}
-	return -1;
-}
-
-/* Index of the attribute of key id `key` of the state's cache, or -1. */
-static inline int
-attr_find_id(MergeState *s, uint16 key)
-{
-	if (s->index != NULL)
-	{
-		const MergeKey *mk = s->dict->names[key];
-
-		return attr_find(s, mk->name, mk->len);
-	}
-	for (int i = 0; i < s->nattrs; i++)
-	{
-		if (MERGE_SLOT(s, i)->key == key)
-			return i;
-	}
-	return -1;
-}
-
-/* A new attribute of key id `key`, the last slot. */
+/* A new attribute of key id `key`, the last slot; its record is empty. */
 static MergeState *
 attr_add_id(MergeState *s, uint16 key, uint8 strategy)
 {
 	MergeAttr  *a;
-	bool		found;
 
 	s = merge_reserve(s, MERGE_STRIDE(s));
 	a = MERGE_SLOT(s, s->nattrs);
@@ -1194,99 +1191,48 @@ attr_add_id(MergeState *s, uint16 key, uint8 strategy)
 		lin->last_at = DT_NOBEGIN;
 		lin->srclen = -1;
 	}
-	if (s->index == NULL && s->nattrs > MERGE_LINEAR_MAX)
-	{
-		s->index = keyh_create(state_context(s), s->nattrs * 2, NULL);
-		for (int i = 0; i < s->nattrs; i++)
-		{
-			const MergeKey *mk = attr_key(s, MERGE_SLOT(s, i));
-			KeyStr		k = {mk->name, mk->len};
-
-			keyh_insert(s->index, k, &found)->idx = i;
-		}
-	}
-	else if (s->index != NULL)
-	{
-		const MergeKey *mk = s->dict->names[key];
-		KeyStr		k = {mk->name, mk->len};
-
-		keyh_insert(s->index, k, &found)->idx = s->nattrs - 1;
-	}
 	return s;
-}
-
-static MergeState *
-attr_add(MergeState *s, const char *name, int len, uint8 strategy)
-{
-	return attr_add_id(s, key_intern(s->dict, name, len), strategy);
 }
 
 /*
- * Store bytes as attribute i's value (winner or sum), of the type in
- * entry's type bits: in place when they fit where the old value was, else
- * in fresh room.
+ * Store attribute i's record, whose offset is *off: the priority where
+ * kept, the value's bytes (entry: their JEntry type bits and length) and
+ * with lineage the source label.  None of the bytes may be in this state.
  */
 static MergeState *
-attr_set_bytes(MergeState *s, int i, uint32 entry, const char *p, uint32 len)
+attr_set_record(MergeState *s, int i, uint32 *off, int64 priority,
+				uint32 entry, const char *p, const char *src, int srclen)
 {
 	MergeAttr  *a = MERGE_SLOT(s, i);
-	uint32		oldlen = attr_has_bytes(a) ? JBE_OFFLENFLD(a->u.v.entry) : 0;
-	uint32		type = entry & JENTRY_TYPEMASK;
+	uint32		oldlen = attr_rec_len(s, a);
+	uint32		pb = attr_prio_bytes(s, a);
+	uint32		vlen = JBE_OFFLENFLD(entry);
+	uint32		sl = s->lineage && src != NULL ? srclen : 0;
+	char	   *rec;
 
-	/* in place when it fits and is aligned as the type needs (state_put) */
-	if (len > 0 && len <= oldlen &&
-		((type != JENTRY_ISNUMERIC && type != JENTRY_ISCONTAINER) ||
-		 a->u.v.off % 4 == 0))
+	s = attr_resize(s, off, oldlen, pb + vlen + sl);
+	rec = MERGE_BYTES(s, *off);
+	if (pb > 0)
 	{
-		memcpy(MERGE_BYTES(s, a->u.v.off), p, len);
+		int32		p32 = priority == CDP_PRIORITY_NULL ? 0 : (int32) priority;
+
+		memcpy(rec, &p32, sizeof(int32));
 	}
-	else
-	{
-		if (len > 0)
-		{
-			s = merge_reserve(s, len + 3);
-			a = MERGE_SLOT(s, i);
-			a->u.v.off = state_put(s, type, p, len);
-		}
-		else
-			a->u.v.off = 0;
-	}
-	a->u.v.entry = type | len;
-	a->has = true;
+	if (vlen > 0)
+		memcpy(rec + pb, p, vlen);
+	if (sl > 0)
+		memcpy(rec + pb + vlen, src, sl);
+	a = MERGE_SLOT(s, i);
+	a->entry = entry;
+	a->flags |= MERGE_HAS;
+	if (s->lineage)
+		((MergeAttrLin *) a)->srclen = src != NULL ? srclen : -1;
 	return s;
 }
 
 static MergeState *
-attr_set_source(MergeState *s, int i, const char *src, int srclen)
-{
-	MergeAttrLin *lin = MERGE_LIN(s, i);
-	int32		oldlen = Max(lin->srclen, 0);
-
-	if (src == NULL)
-	{
-		lin->srclen = -1;
-		return s;
-	}
-	if (srclen > 0 && srclen <= oldlen)
-	{
-		memcpy(MERGE_BYTES(s, lin->srcoff), src, srclen);
-	}
-	else
-	{
-		if (srclen > 0)
-		{
-			s = merge_reserve(s, srclen + 3);
-			lin = MERGE_LIN(s, i);
-			lin->srcoff = state_put(s, JENTRY_ISSTRING, src, srclen);
-		}
-	}
-	lin->srclen = srclen;
-	return s;
-}
-
-static MergeState *
-attr_store_winner(MergeState *s, int i, const JsonbValue *v, TimestampTz at,
-				  int64 priority, const char *src, int srclen)
+attr_store_winner(MergeState *s, int i, uint32 *off, const JsonbValue *v,
+				  TimestampTz at, int64 priority, const char *src, int srclen)
 {
 	uint32		entry;
 	const char *p;
@@ -1294,13 +1240,16 @@ attr_store_winner(MergeState *s, int i, const JsonbValue *v, TimestampTz at,
 	MergeAttr  *a;
 
 	value_image(v, &entry, &p, &len);
-	s = attr_set_bytes(s, i, entry, p, len);
+	s = attr_set_record(s, i, off, priority, entry, p, src, srclen);
 	a = MERGE_SLOT(s, i);
-	a->at = at;
-	a->prio_null = priority == CDP_PRIORITY_NULL;
-	a->priority = a->prio_null ? 0 : (int32) priority;
+	a->u.at = at;
+	if (priority == CDP_PRIORITY_NULL)
+		a->flags |= MERGE_PRIO_NULL;
+	else
+		a->flags &= ~MERGE_PRIO_NULL;
 	if (s->lineage)
-		s = attr_set_source(s, i, src, srclen);
+		((MergeAttrLin *) a)->priority =
+			priority == CDP_PRIORITY_NULL ? 0 : (int32) priority;
 	return s;
 }
 
@@ -1316,44 +1265,46 @@ jsonb_image_cmp(Jsonb *a, Jsonb *b)
 	return la == lb ? 0 : (la < lb ? -1 : 1);
 }
 
-/* Does an observation beat attribute i's current winner? */
+/* Does an observation beat attribute i's current winner (record at off)? */
 static bool
-attr_beats(MergeState *s, int i, JsonbValue *v, TimestampTz at,
+attr_beats(MergeState *s, int i, uint32 off, JsonbValue *v, TimestampTz at,
 		   int64 priority, const char *src, int srclen)
 {
 	MergeAttr  *a = MERGE_SLOT(s, i);
 	MergeAttrLin *lin;
 	JsonbValue	cur;
+	int64		cur_priority;
 	int			c;
 
-	if (!a->has)
+	if (!(a->flags & MERGE_HAS))
 		return true;
+	cur_priority = attr_priority(s, a, off);
 	switch (a->strategy)
 	{
 		case MS_PRIORITY:
-			if (priority != attr_priority(a))
-				return priority > attr_priority(a);
+			if (priority != cur_priority)
+				return priority > cur_priority;
 			/* FALLTHROUGH */
 		case MS_LATEST:
-			if (at != a->at)
-				return at > a->at;
+			if (at != a->u.at)
+				return at > a->u.at;
 			break;
 		case MS_EARLIEST:
-			if (at != a->at)
-				return at < a->at;
+			if (at != a->u.at)
+				return at < a->u.at;
 			break;
 	}
-	attr_view(s, a, &cur);
+	attr_view(s, a, off, &cur);
 	c = jval_cmp(v, &cur);
 	if (a->strategy == MS_MAX || a->strategy == MS_MIN)
 	{
 		if (c != 0)
 			return a->strategy == MS_MAX ? c > 0 : c < 0;
 		/* equal values: the lineage shows the latest, highest source */
-		if (at != a->at)
-			return at > a->at;
-		if (priority != attr_priority(a))
-			return priority > attr_priority(a);
+		if (at != a->u.at)
+			return at > a->u.at;
+		if (priority != cur_priority)
+			return priority > cur_priority;
 	}
 	else if (c != 0)
 		return c < 0;
@@ -1361,26 +1312,37 @@ attr_beats(MergeState *s, int i, JsonbValue *v, TimestampTz at,
 	c = jsonb_image_cmp(JsonbValueToJsonb(v), JsonbValueToJsonb(&cur));
 	if (c != 0)
 		return c < 0;
-	/* all else equal: the smallest source label, for a stable lineage */
-	if (src == NULL || !s->lineage || MERGE_LIN(s, i)->srclen < 0)
+	/*
+	 * All else equal, the lineage shows the smallest source label (a label
+	 * before none), then the highest priority, whatever the row order.
+	 */
+	if (!s->lineage)
 		return false;
 	lin = MERGE_LIN(s, i);
-	c = memcmp(src, MERGE_BYTES(s, lin->srcoff), Min(srclen, lin->srclen));
-	return c < 0 || (c == 0 && srclen < lin->srclen);
+	if ((src != NULL) != (lin->srclen >= 0))
+		return src != NULL;
+	if (src != NULL)
+	{
+		c = memcmp(src, MERGE_BYTES(s, off) + JBE_OFFLENFLD(a->entry),
+				   Min(srclen, lin->srclen));
+		if (c != 0 || srclen != lin->srclen)
+			return c < 0 || (c == 0 && srclen < lin->srclen);
+	}
+	return priority > cur_priority;
 }
 
 /* Add a number to attribute i's sum; the sum is computed in short-lived memory. */
 static MergeState *
-attr_add_sum(MergeState *s, int i, Numeric n)
+attr_add_sum(MergeState *s, int i, uint32 *off, Numeric n)
 {
 	MergeAttr  *a = MERGE_SLOT(s, i);
 	Numeric		sum;
 
-	if (a->has)
+	if (a->flags & MERGE_HAS)
 	{
 		JsonbValue	cur;
 
-		attr_view(s, a, &cur);
+		attr_view(s, a, *off, &cur);
 		sum = DatumGetNumeric(DirectFunctionCall2(numeric_add,
 												  NumericGetDatum(cur.val.numeric),
 												  NumericGetDatum(n)));
@@ -1389,11 +1351,12 @@ attr_add_sum(MergeState *s, int i, Numeric n)
 		sum = n;
 	else
 		sum = DatumGetNumericCopy(NumericGetDatum(n));
-	return attr_set_bytes(s, i, JENTRY_ISNUMERIC, (const char *) sum, VARSIZE(sum));
+	return attr_set_record(s, i, off, 0, JENTRY_ISNUMERIC | VARSIZE(sum),
+						   (const char *) sum, NULL, 0);
 }
 
 static MergeState *
-attr_observe(MergeState *s, int i, JsonbValue *v, TimestampTz at,
+attr_observe(MergeState *s, int i, uint32 *off, JsonbValue *v, TimestampTz at,
 			 int64 priority, const char *src, int srclen, bool ignore_empty)
 {
 	MergeAttr  *a = MERGE_SLOT(s, i);
@@ -1405,13 +1368,13 @@ attr_observe(MergeState *s, int i, JsonbValue *v, TimestampTz at,
 		case MS_PRIORITY:
 		case MS_MAX:
 		case MS_MIN:
-			if (attr_beats(s, i, v, at, priority, src, srclen))
-				s = attr_store_winner(s, i, v, at, priority, src, srclen);
+			if (attr_beats(s, i, *off, v, at, priority, src, srclen))
+				s = attr_store_winner(s, i, off, v, at, priority, src, srclen);
 			break;
 		case MS_SUM:
 			if (v->type != jbvNumeric)
 				return s;		/* only numbers add up */
-			s = attr_add_sum(s, i, v->val.numeric);
+			s = attr_add_sum(s, i, off, v->val.numeric);
 			break;
 		case MS_COUNT:
 			break;
@@ -1441,7 +1404,7 @@ attr_observe(MergeState *s, int i, JsonbValue *v, TimestampTz at,
 			break;
 	}
 	a = MERGE_SLOT(s, i);
-	a->seen = true;
+	a->flags |= MERGE_SEEN;
 	if (a->strategy == MS_COUNT)
 		a->u.count++;
 	if (s->lineage)
@@ -1455,6 +1418,62 @@ attr_observe(MergeState *s, int i, JsonbValue *v, TimestampTz at,
 			lin->last_at = at;
 	}
 	return s;
+}
+
+/*
+ * Finding an input's attributes in a state.  An input (an observation's
+ * pairs, or the attributes of a state being combined) marks the key ids it
+ * has with a fresh stamp; one walk over the state's slots then meets the
+ * marked ones, adding up the records' offsets on the way, and the ids
+ * still marked afterwards are new attributes.  That is one pass over the
+ * slots per input rather than one per key, however many attributes a
+ * group has.
+ */
+typedef struct MergeItem
+{
+	JsonbValue	v;				/* an observation's value */
+	int32		j;				/* a combined state's attribute */
+	uint32		off;			/* and its record's offset */
+	uint16		id;
+	uint8		strategy;
+} MergeItem;
+
+/* A fresh stamp for the key ids of the next input. */
+static uint32
+merge_next_stamp(MergeCache *d)
+{
+	if (++d->stamp == 0)
+	{
+		if (d->maxnames > 0)
+			memset(d->mark, 0, sizeof(uint32) * d->maxnames);
+		d->stamp = 1;
+	}
+	return d->stamp;
+}
+
+/* Room for n items of an input. */
+static MergeItem *
+merge_items(MergeCache *d, int n)
+{
+	if (d->maxitems < n)
+	{
+		if (d->items != NULL)
+			pfree(d->items);
+		d->maxitems = Max(n, 32);
+		d->items = MemoryContextAlloc(d->mcxt, sizeof(MergeItem) * d->maxitems);
+	}
+	return d->items;
+}
+
+/* Mark item k of the input of `stamp`; false when its key is marked already. */
+static inline bool
+merge_mark(MergeCache *d, uint32 stamp, uint16 id, int k)
+{
+	if (d->mark[id] == stamp)
+		return false;
+	d->mark[id] = stamp;
+	d->markitem[id] = k;
+	return true;
 }
 
 /*
@@ -1495,23 +1514,31 @@ merge_arg_jsonb(FunctionCallInfo fcinfo, int argno)
 /*
  * Ask for a state's cache lines before they are read and written.  In a
  * hash aggregate over many groups the state of the next row is cold: its
- * header, the attribute slots and the bytes of the values are on different
- * lines, and fetched one after another they cost a memory latency each.
- * Prefetching them together overlaps those misses.  The first 512 bytes
- * are asked for blindly (a prefetch never faults, even past the chunk),
- * the end of a larger state once its size is known.
+ * header, the attribute slots and the records are on different lines, and
+ * fetched one after another they cost a memory latency each.  Prefetching
+ * them together overlaps those misses.  The first MERGE_PF_HEAD bytes are
+ * asked for blindly (a prefetch never faults, even past the chunk) before
+ * the observation is read, the rest of a larger state once its size is
+ * known.
  */
-static inline void
-merge_prefetch(MergeState *s)
-{
-	char	   *p = (char *) s;
+#define MERGE_PF_HEAD 320
 
-	for (int off = 0; off < 512; off += 64)
-		merge_prefetch_line(p + off);
-	if (s->size > 512)
+static inline void
+merge_prefetch_head(MergeState *s)
+{
+	for (int off = 0; off < MERGE_PF_HEAD; off += 64)
+		merge_prefetch_line((char *) s + off);
+}
+
+static inline void
+merge_prefetch_rest(MergeState *s)
+{
+	if (s->size > MERGE_PF_HEAD)
 	{
-		for (uint32 off = s->upper & ~(uint32) 63; off < s->size; off += 64)
-			merge_prefetch_line(p + off);
+		uint32		from = Max((s->size - s->used) & ~(uint32) 63, MERGE_PF_HEAD);
+
+		for (uint32 off = from; off < s->size; off += 64)
+			merge_prefetch_line((char *) s + off);
 	}
 }
 
@@ -1530,13 +1557,18 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	const char *src = NULL;
 	int			srclen = 0;
 	MergeCache *rules;
+	MergeCache *d;
 	const MergeShape *shape;
 	JsonbContainer *jc;
-	JsonbValue	v;
+	MergeItem  *items;
 	char	   *base;
 	uint32		koff;
 	uint32		voff;
+	uint32		off;
+	uint32		stamp;
 	int			n;
+	int			k = 0;
+	int			matched = 0;
 
 	if (PG_ARGISNULL(1) || PG_ARGISNULL(2))
 	{
@@ -1547,7 +1579,7 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 		PG_RETURN_POINTER(s);
 	}
 	if (s != NULL)
-		merge_prefetch(s);
+		merge_prefetch_head(s);
 	jb = merge_arg_jsonb(fcinfo, 1);
 	at = PG_GETARG_TIMESTAMPTZ(2);
 	if (nargs > 3)
@@ -1581,49 +1613,92 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	voff = getJsonbOffset(jc, n);
 
 	/*
-	 * Sized for this observation's whole jsonb: more than its values need,
-	 * which leaves room for a few more attributes (fewer repacks leave less
-	 * memory behind in the allocator's free lists).
+	 * The observation's attributes, with the key ids of this function's
+	 * cache, read before the state is touched so that its lines arrive
+	 * meanwhile.
 	 */
-	if (s == NULL)
-		s = merge_new(cxt, rules, merge_arena_get(fcinfo, cxt, rules), lineage,
-					  n, VARSIZE(jb) + (lineage ? srclen + 3 : 0));
-	/* key ids are those of the state's cache, which is this function's */
-	shape = s->dict == rules ? merge_shape(rules, jc, n, base) : NULL;
+	shape = merge_shape(rules, jc, n, base);
+	items = merge_items(rules, n);
 	for (int i = 0; i < n; i++)
 	{
 		const char *key = base + koff;
 		uint32		kstart = koff;
 		uint32		vstart = voff;
-		int			keylen;
-		int			idx;
+		MergeItem  *it = &items[k];
 
 		JBE_ADVANCE_OFFSET(koff, jc->children[i]);
 		JBE_ADVANCE_OFFSET(voff, jc->children[n + i]);
-		keylen = koff - kstart;
-		container_value(jc->children[n + i], base, vstart, voff - vstart, &v);
-		if (rules->ignore_empty && jval_is_empty(&v))
+		container_value(jc->children[n + i], base, vstart, voff - vstart, &it->v);
+		if (rules->ignore_empty && jval_is_empty(&it->v))
 			continue;
 		if (shape != NULL)
 		{
-			idx = attr_find_id(s, shape->ids[i]);
-			if (idx < 0)
-			{
-				s = attr_add_id(s, shape->ids[i], shape->strategies[i]);
-				idx = s->nattrs - 1;
-			}
+			it->id = shape->ids[i];
+			it->strategy = shape->strategies[i];
 		}
 		else
 		{
-			idx = attr_find(s, key, keylen);
-			if (idx < 0)
-			{
-				s = attr_add(s, key, keylen, rule_strategy(rules, key, keylen));
-				idx = s->nattrs - 1;
-			}
+			it->id = key_intern(rules, key, koff - kstart);
+			it->strategy = rule_strategy(rules, key, koff - kstart);
 		}
-		s = attr_observe(s, idx, &v, at, priority, src, srclen,
+		k++;
+	}
+
+	/*
+	 * A new state is sized for this observation's whole jsonb: more than its
+	 * values need, which leaves room for a few more attributes (fewer moves
+	 * leave less memory behind in the arena's free chunks).
+	 */
+	if (s == NULL)
+		s = merge_new(cxt, rules, merge_arena_get(fcinfo, cxt, rules), lineage,
+					  n, VARSIZE(jb) + (lineage ? srclen + 3 : 0));
+	else
+		merge_prefetch_rest(s);
+	/* key ids are those of the state's cache, normally this function's */
+	d = s->dict;
+	if (d != rules)
+	{
+		for (int j = 0; j < k; j++)
+		{
+			const MergeKey *mk = rules->names[items[j].id];
+
+			items[j].id = key_intern(d, mk->name, mk->len);
+		}
+	}
+	stamp = merge_next_stamp(d);
+	/* an object's keys are unique */
+	for (int j = 0; j < k; j++)
+		(void) merge_mark(d, stamp, items[j].id, j);
+
+	/* the attributes the group has seen, in one walk over its slots */
+	off = 0;
+	for (int i = 0; i < s->nattrs && matched < k; i++)
+	{
+		MergeAttr  *a = MERGE_SLOT(s, i);
+		MergeItem  *it;
+
+		off = MERGE_NEXT_OFF(s, a, off);
+		if (d->mark[a->key] != stamp)
+			continue;
+		d->mark[a->key] = 0;
+		it = &items[d->markitem[a->key]];
+		s = attr_observe(s, i, &off, &it->v, at, priority, src, srclen,
 						 rules->ignore_empty);
+		matched++;
+	}
+	/* new ones, in the observation's key order */
+	for (int j = 0; j < k && matched < k; j++)
+	{
+		MergeItem  *it = &items[j];
+
+		if (d->mark[it->id] != stamp)
+			continue;
+		d->mark[it->id] = 0;
+		s = attr_add_id(s, it->id, it->strategy);
+		off = s->used;
+		s = attr_observe(s, s->nattrs - 1, &off, &it->v, at, priority, src,
+						 srclen, rules->ignore_empty);
+		matched++;
 	}
 	PG_RETURN_POINTER(s);
 }
@@ -1648,9 +1723,10 @@ cdp_merge_profile_lineage_trans(PG_FUNCTION_ARGS)
  * Combine, serialize, deserialize
  */
 
-/* Merge attribute j of state bs into attribute i of state s. */
+/* Merge attribute j of state bs (record at boff) into attribute i of state s. */
 static MergeState *
-attr_merge(MergeState *s, int i, MergeState *bs, int j)
+attr_merge(MergeState *s, int i, uint32 *off, MergeState *bs, int j,
+		   uint32 boff)
 {
 	MergeAttr  *a = MERGE_SLOT(s, i);
 	MergeAttr  *b = MERGE_SLOT(bs, j);
@@ -1663,7 +1739,7 @@ attr_merge(MergeState *s, int i, MergeState *bs, int j)
 						attr_key(s, a)->name, strategy_names[a->strategy],
 						strategy_names[b->strategy]),
 				 errhint("Pass the same rules for every row of a group.")));
-	if (!b->seen)
+	if (!(b->flags & MERGE_SEEN))
 		return s;
 	if (IS_WINNER_STRATEGY(a->strategy))
 	{
@@ -1672,23 +1748,24 @@ attr_merge(MergeState *s, int i, MergeState *bs, int j)
 
 		if (bs->lineage && MERGE_LIN(bs, j)->srclen >= 0)
 		{
-			src = MERGE_BYTES(bs, MERGE_LIN(bs, j)->srcoff);
+			src = MERGE_BYTES(bs, boff) + JBE_OFFLENFLD(b->entry);
 			srclen = MERGE_LIN(bs, j)->srclen;
 		}
-		if (b->has)
+		if (b->flags & MERGE_HAS)
 		{
-			attr_view(bs, b, &bv);
-			if (attr_beats(s, i, &bv, b->at, attr_priority(b), src, srclen))
-				s = attr_store_winner(s, i, &bv, b->at, attr_priority(b),
-									  src, srclen);
+			int64		bprio = attr_priority(bs, b, boff);
+
+			attr_view(bs, b, boff, &bv);
+			if (attr_beats(s, i, *off, &bv, b->u.at, bprio, src, srclen))
+				s = attr_store_winner(s, i, off, &bv, b->u.at, bprio, src, srclen);
 		}
 	}
 	else if (a->strategy == MS_SUM)
 	{
-		if (b->has)
+		if (b->flags & MERGE_HAS)
 		{
-			attr_view(bs, b, &bv);
-			s = attr_add_sum(s, i, bv.val.numeric);
+			attr_view(bs, b, boff, &bv);
+			s = attr_add_sum(s, i, off, bv.val.numeric);
 		}
 	}
 	else if (a->strategy == MS_COUNT)
@@ -1696,7 +1773,7 @@ attr_merge(MergeState *s, int i, MergeState *bs, int j)
 	else
 		cdp_freq_merge(a->u.ft, b->u.ft);
 	a = MERGE_SLOT(s, i);
-	a->seen = true;
+	a->flags |= MERGE_SEEN;
 	if (s->lineage && bs->lineage)
 	{
 		MergeAttrLin *alin = MERGE_LIN(s, i);
@@ -1720,8 +1797,6 @@ merge_free(MergeState *s)
 		if (a->strategy == MS_MOST_FREQUENT || a->strategy == MS_UNION)
 			cdp_freq_free(a->u.ft);
 	}
-	if (s->index)
-		keyh_destroy(s->index);
 	merge_chunk_free(s);
 }
 
@@ -1733,6 +1808,11 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 	MemoryContext cxt = merge_agg_context(fcinfo);
 	MergeState *a = PG_ARGISNULL(0) ? NULL : (MergeState *) PG_GETARG_POINTER(0);
 	MergeState *b = PG_ARGISNULL(1) ? NULL : (MergeState *) PG_GETARG_POINTER(1);
+	MergeCache *d;
+	MergeItem  *items;
+	uint32		stamp;
+	uint32		off;
+	int			matched = 0;
 
 	if (b == NULL)
 	{
@@ -1750,18 +1830,51 @@ cdp_merge_profile_combine(PG_FUNCTION_ARGS)
 	if (a == NULL)
 		a = merge_new(cxt, get_cache(fcinfo),
 					  merge_arena_get(fcinfo, cxt, get_cache(fcinfo)),
-					  b->lineage, b->nattrs, b->size - b->upper);
+					  b->lineage, b->nattrs, b->used);
+
+	/* b's attributes by their ids in a's cache */
+	d = a->dict;
+	items = merge_items(d, b->nattrs);
+	stamp = merge_next_stamp(d);
+	off = 0;
 	for (int j = 0; j < b->nattrs; j++)
 	{
-		const MergeKey *key = attr_key(b, MERGE_SLOT(b, j));
-		int			i = attr_find(a, key->name, key->len);
+		MergeAttr  *bj = MERGE_SLOT(b, j);
+		const MergeKey *key = attr_key(b, bj);
 
-		if (i < 0)
-		{
-			a = attr_add(a, key->name, key->len, MERGE_SLOT(b, j)->strategy);
-			i = a->nattrs - 1;
-		}
-		a = attr_merge(a, i, b, j);
+		off = MERGE_NEXT_OFF(b, bj, off);
+		items[j].j = j;
+		items[j].off = off;
+		items[j].id = key_intern(d, key->name, key->len);
+		if (!merge_mark(d, stamp, items[j].id, j))
+			elog(ERROR, "attribute \"%s\" appears twice in a merge state",
+				 key->name);
+	}
+	off = 0;
+	for (int i = 0; i < a->nattrs && matched < b->nattrs; i++)
+	{
+		MergeAttr  *ai = MERGE_SLOT(a, i);
+		MergeItem  *it;
+
+		off = MERGE_NEXT_OFF(a, ai, off);
+		if (d->mark[ai->key] != stamp)
+			continue;
+		d->mark[ai->key] = 0;
+		it = &items[d->markitem[ai->key]];
+		a = attr_merge(a, i, &off, b, it->j, it->off);
+		matched++;
+	}
+	for (int j = 0; j < b->nattrs && matched < b->nattrs; j++)
+	{
+		MergeItem  *it = &items[j];
+
+		if (d->mark[it->id] != stamp)
+			continue;
+		d->mark[it->id] = 0;
+		a = attr_add_id(a, it->id, MERGE_SLOT(b, j)->strategy);
+		off = a->used;
+		a = attr_merge(a, a->nattrs - 1, &off, b, j, it->off);
+		matched++;
 	}
 	if (state_context(b) == cxt)
 		merge_free(b);
@@ -1799,6 +1912,7 @@ cdp_merge_profile_serialize(PG_FUNCTION_ARGS)
 {
 	MergeState *s = (MergeState *) PG_GETARG_POINTER(0);
 	StringInfoData buf;
+	uint32		off = 0;
 
 	merge_agg_context(fcinfo);
 	initStringInfo(&buf);
@@ -1811,27 +1925,29 @@ cdp_merge_profile_serialize(PG_FUNCTION_ARGS)
 		MergeAttr  *a = MERGE_SLOT(s, i);
 		JsonbValue	v;
 		int64		nobs = attr_nobs(s, i);
+		bool		has = (a->flags & MERGE_HAS) != 0;
 
+		off = MERGE_NEXT_OFF(s, a, off);
 		cdp_write_bytes(&buf, &attr_key(s, a)->len, sizeof(int32));
 		cdp_write_bytes(&buf, attr_key(s, a)->name, attr_key(s, a)->len);
 		appendStringInfoChar(&buf, a->strategy);
-		appendStringInfoChar(&buf, a->has ? 1 : 0);
+		appendStringInfoChar(&buf, has ? 1 : 0);
 		cdp_write_bytes(&buf, &nobs, sizeof(int64));
-		if (IS_WINNER_STRATEGY(a->strategy) && a->has)
+		if (IS_WINNER_STRATEGY(a->strategy) && has)
 		{
-			int64		priority = attr_priority(a);
+			int64		priority = attr_priority(s, a, off);
 
-			cdp_write_bytes(&buf, &a->at, sizeof(int64));
+			cdp_write_bytes(&buf, &a->u.at, sizeof(int64));
 			cdp_write_bytes(&buf, &priority, sizeof(int64));
-			attr_view(s, a, &v);
+			attr_view(s, a, off, &v);
 			write_jsonb(&buf, JsonbValueToJsonb(&v));
 		}
-		else if (a->strategy == MS_SUM && a->has)
+		else if (a->strategy == MS_SUM && has)
 		{
 			int32		len;
 
 			/* sums are stored with a 4-byte header, see attr_add_sum */
-			attr_view(s, a, &v);
+			attr_view(s, a, off, &v);
 			len = VARSIZE(v.val.numeric);
 			cdp_write_bytes(&buf, &len, sizeof(int32));
 			cdp_write_bytes(&buf, v.val.numeric, len);
@@ -1846,7 +1962,8 @@ cdp_merge_profile_serialize(PG_FUNCTION_ARGS)
 			cdp_write_bytes(&buf, &lin->last_at, sizeof(int64));
 			cdp_write_bytes(&buf, &lin->srclen, sizeof(int32));
 			if (lin->srclen > 0)
-				cdp_write_bytes(&buf, MERGE_BYTES(s, lin->srcoff), lin->srclen);
+				cdp_write_bytes(&buf, MERGE_BYTES(s, off) + JBE_OFFLENFLD(a->entry),
+								lin->srclen);
 		}
 	}
 	SET_VARSIZE(buf.data, buf.len);
@@ -1866,6 +1983,7 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 	int32		n;
 	bool		lineage;
 	Size		size;
+	uint32		stamp;
 
 	/* built in the aggregate context, see the combine function */
 	cdp_reader_init(&r, b);
@@ -1876,6 +1994,7 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 		cdp_state_corrupted("The number of attributes does not fit the state.");
 	s = merge_new(cxt, c, merge_arena_get(fcinfo, cxt, c), lineage, n,
 				  r.len - r.pos);
+	stamp = merge_next_stamp(c);
 	for (int i = 0; i < n; i++)
 	{
 		int32		keylen = cdp_read_int32(&r);
@@ -1884,12 +2003,25 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 		bool		has = cdp_read_uint8(&r) != 0;
 		MergeAttr  *a;
 		int64		nobs;
+		uint16		id;
+		uint32		off;
+		Jsonb	   *jb = NULL;
+		const char *sum = NULL;
+		int32		sumlen = 0;
+		TimestampTz at = 0;
+		int64		priority = 0;
+		const char *src = NULL;
+		int32		srclen = -1;
+		TimestampTz first_at = 0;
+		TimestampTz last_at = 0;
 
 		if (strategy < MS_FIRST || strategy > MS_LAST)
 			cdp_state_corrupted("Unknown merge strategy.");
-		if (attr_find(s, key, keylen) >= 0)
+		id = key_intern(c, key, keylen);
+		if (!merge_mark(c, stamp, id, i))
 			cdp_state_corrupted("An attribute appears twice.");
-		s = attr_add(s, key, keylen, strategy);
+		s = attr_add_id(s, id, strategy);
+		off = s->used;
 		nobs = cdp_read_int64(&r);
 		if (nobs < 0)
 			cdp_state_corrupted("An attribute has a negative number of observations.");
@@ -1897,10 +2029,6 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 		{
 			int32		len;
 			const char *p;
-			Jsonb	   *jb;
-			JsonbValue	v;
-			TimestampTz at;
-			int64		priority;
 
 			at = cdp_read_int64(&r);
 			priority = cdp_read_int64(&r);
@@ -1913,16 +2041,12 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 			memcpy(jb, p, len);
 			if (JB_ROOT_IS_SCALAR(jb) && JB_ROOT_COUNT(jb) != 1)
 				cdp_state_corrupted("A jsonb scalar does not hold one value.");
-			jsonb_view(jb, &v);
-			s = attr_store_winner(s, i, &v, at, priority, NULL, 0);
-			pfree(jb);
 		}
 		else if (has && strategy == MS_SUM)
 		{
-			int32		len;
-			const char *p = read_varlena(&r, &len, "sum");
-
-			s = attr_set_bytes(s, i, JENTRY_ISNUMERIC, p, len);
+			sum = read_varlena(&r, &sumlen, "sum");
+			if ((uint32) sumlen > JENTRY_OFFLENMASK)
+				cdp_state_corrupted("A sum is too long.");
 		}
 		else if (has)
 			cdp_state_corrupted("An attribute has a value its strategy does not keep.");
@@ -1932,23 +2056,39 @@ cdp_merge_profile_deserialize(PG_FUNCTION_ARGS)
 			cdp_freq_free(a->u.ft);
 			a->u.ft = cdp_freq_read(&r, cxt, &c->jsonb_ti);
 		}
+		if (lineage)
+		{
+			first_at = cdp_read_int64(&r);
+			last_at = cdp_read_int64(&r);
+			srclen = cdp_read_int32(&r);
+			if (srclen < -1)
+				cdp_state_corrupted("A source label has a negative length.");
+			if (srclen >= 0)
+				src = cdp_read_bytes(&r, srclen);
+		}
+		if (jb != NULL)
+		{
+			JsonbValue	v;
+
+			jsonb_view(jb, &v);
+			s = attr_store_winner(s, i, &off, &v, at, priority, src, srclen);
+			pfree(jb);
+		}
+		else if (sum != NULL)
+			s = attr_set_record(s, i, &off, 0, JENTRY_ISNUMERIC | sumlen, sum,
+								NULL, 0);
 		a = MERGE_SLOT(s, i);
-		a->seen = nobs > 0;
+		if (nobs > 0)
+			a->flags |= MERGE_SEEN;
 		if (strategy == MS_COUNT)
 			a->u.count = nobs;
 		if (lineage)
 		{
 			MergeAttrLin *lin = MERGE_LIN(s, i);
-			int32		srclen;
 
 			lin->nobs = nobs;
-			lin->first_at = cdp_read_int64(&r);
-			lin->last_at = cdp_read_int64(&r);
-			srclen = cdp_read_int32(&r);
-			if (srclen < -1)
-				cdp_state_corrupted("A source label has a negative length.");
-			if (srclen >= 0)
-				s = attr_set_source(s, i, cdp_read_bytes(&r, srclen), srclen);
+			lin->first_at = first_at;
+			lin->last_at = last_at;
 		}
 	}
 	cdp_reader_end(&r);
@@ -2011,7 +2151,7 @@ push_jsonb(JsonbParseState **ps, JsonbIteratorToken tok, Jsonb *jb)
 
 /* The merged value of one attribute; false when it has none. */
 static bool
-push_attr_value(JsonbParseState **ps, MergeState *s, MergeAttr *a,
+push_attr_value(JsonbParseState **ps, MergeState *s, MergeAttr *a, uint32 off,
 				CdpFreqItem **best)
 {
 	JsonbValue	v;
@@ -2027,9 +2167,9 @@ push_attr_value(JsonbParseState **ps, MergeState *s, MergeAttr *a,
 		case MS_MAX:
 		case MS_MIN:
 		case MS_SUM:
-			if (!a->has)
+			if (!(a->flags & MERGE_HAS))
 				return false;
-			attr_view(s, a, &v);
+			attr_view(s, a, off, &v);
 			pushJsonbValue(ps, WJB_VALUE, &v);
 			return true;
 		case MS_COUNT:
@@ -2110,7 +2250,7 @@ merge_final_direct(MergeState *s)
 	MergeOutPair *pairs = stackpairs;
 	int			n = 0;
 	uint32		datalen = 0;
-	uint32		off;
+	uint32		off = 0;
 	Size		total;
 	Jsonb	   *res;
 	JEntry	   *children;
@@ -2120,10 +2260,10 @@ merge_final_direct(MergeState *s)
 	{
 		MergeAttr  *a = MERGE_SLOT(s, i);
 
-		if (!a->seen)
+		if (!(a->flags & MERGE_SEEN))
 			continue;
 		if (!(IS_WINNER_STRATEGY(a->strategy) || a->strategy == MS_SUM) ||
-			!a->has)
+			!(a->flags & MERGE_HAS))
 			return NULL;
 	}
 	if (s->nattrs > lengthof(stackpairs))
@@ -2135,13 +2275,14 @@ merge_final_direct(MergeState *s)
 		MergeOutPair p;
 		int			j;
 
-		if (!a->seen)
+		off = MERGE_NEXT_OFF(s, a, off);
+		if (!(a->flags & MERGE_SEEN))
 			continue;
 		p.key = k->name;
 		p.keylen = k->len;
-		p.type = a->u.v.entry & JENTRY_TYPEMASK;
-		p.vallen = JBE_OFFLENFLD(a->u.v.entry);
-		p.val = p.vallen > 0 ? MERGE_BYTES(s, a->u.v.off) : NULL;
+		p.type = a->entry & JENTRY_TYPEMASK;
+		p.vallen = JBE_OFFLENFLD(a->entry);
+		p.val = p.vallen > 0 ? attr_value_bytes(s, a, off) : NULL;
 		if (pairs != stackpairs)
 		{
 			pairs[n++] = p;
@@ -2218,6 +2359,100 @@ merge_final_direct(MergeState *s)
 	return res;
 }
 
+/*
+ * A hash aggregate calls the final function group after group in the order
+ * of its hash table's buckets, which has nothing to do with where the
+ * groups' states are: the first read of each state is a cache miss, and
+ * so is the executor's read of the group's key tuple right before.  The
+ * groups that come next are in the buckets the table's iterator has not
+ * reached yet (simplehash walks them downwards), so their key tuples and
+ * per-group data are asked for MERGE_PF_TUPLE buckets ahead, and their
+ * states, found through the per-group data by then in cache,
+ * MERGE_PF_STATE buckets ahead.  Only prefetches are issued for those
+ * groups, so a wrong guess costs nothing but the prefetch.
+ */
+#define MERGE_PF_TUPLE 32
+#define MERGE_PF_STATE 16
+
+static void
+merge_prefetch_groups(FunctionCallInfo fcinfo, MergeCache *c, MergeState *s)
+{
+	AggState   *as = (AggState *) fcinfo->context;
+	AggStatePerHash perhash;
+	tuplehash_hash *tb;
+	TupleHashEntryData *e;
+	uint32		cur;
+	uint32		mask;
+
+	/* the buckets are there to read only while a hash table is read out */
+	if (c->pf_transno == -2 || as == NULL || !IsA(as, AggState) ||
+		!as->table_filled || as->perhash == NULL ||
+		as->current_set < 0 || as->current_set >= as->num_hashes)
+		return;
+	perhash = &as->perhash[as->current_set];
+	if (perhash->hashtable == NULL || perhash->hashiter.done)
+		return;
+	tb = perhash->hashtable->hashtab;
+	mask = tb->sizemask;
+	/* a small table stays in cache */
+	if (mask < 8 * MERGE_PF_TUPLE)
+		return;
+	cur = perhash->hashiter.cur;
+	if (c->pf_transno < 0)
+	{
+		/* which transition value of a group is this aggregate's */
+		e = &tb->data[(cur + 1) & mask];
+		if (e->status != tuplehash_SH_IN_USE || e->additional == NULL)
+			return;
+		for (int t = 0; t < as->numtrans; t++)
+		{
+			if (((AggStatePerGroup) e->additional)[t].transValue ==
+				PointerGetDatum(s))
+				c->pf_transno = t;
+		}
+		if (c->pf_transno < 0)
+		{
+			c->pf_transno = -2;
+			return;
+		}
+	}
+	/* a new table or a new pass over it: start again from here */
+	if (tb != c->pf_table ||
+		((cur - c->pf_tuple) & mask) > 2 * MERGE_PF_TUPLE ||
+		((cur - c->pf_state) & mask) > 2 * MERGE_PF_TUPLE)
+	{
+		c->pf_table = tb;
+		c->pf_tuple = c->pf_state = cur;
+	}
+	while (((cur - c->pf_tuple) & mask) < MERGE_PF_TUPLE)
+	{
+		e = &tb->data[c->pf_tuple];
+		if (e->status == tuplehash_SH_IN_USE)
+		{
+			merge_prefetch_line(e->firstTuple);
+			merge_prefetch_line(e->additional);
+		}
+		c->pf_tuple = (c->pf_tuple - 1) & mask;
+	}
+	while (((cur - c->pf_state) & mask) < MERGE_PF_STATE)
+	{
+		e = &tb->data[c->pf_state];
+		if (e->status == tuplehash_SH_IN_USE && e->additional != NULL)
+		{
+			AggStatePerGroup pg = &((AggStatePerGroup) e->additional)[c->pf_transno];
+
+			if (!pg->transValueIsNull)
+			{
+				char	   *p = DatumGetPointer(pg->transValue);
+
+				for (int off = 0; off < 320; off += 64)
+					merge_prefetch_line(p + off);
+			}
+		}
+		c->pf_state = (c->pf_state - 1) & mask;
+	}
+}
+
 static Datum
 merge_final(FunctionCallInfo fcinfo, bool lineage)
 {
@@ -2225,9 +2460,13 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 	JsonbParseState *ps = NULL;
 	JsonbValue *res;
 	int			emitted = 0;
+	uint32		off = 0;
 
 	merge_agg_context(fcinfo);
-	if (s == NULL || s->nattrs == 0)
+	if (s == NULL)
+		PG_RETURN_NULL();
+	merge_prefetch_groups(fcinfo, get_cache(fcinfo), s);
+	if (s->nattrs == 0)
 		PG_RETURN_NULL();
 	if (lineage && !s->lineage)
 		elog(ERROR, "merge state without lineage in cdp.merge_profile_lineage");
@@ -2245,12 +2484,13 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 		MergeAttrLin *lin = lineage ? MERGE_LIN(s, i) : NULL;
 		CdpFreqItem *best;
 
-		if (!a->seen)
+		off = MERGE_NEXT_OFF(s, a, off);
+		if (!(a->flags & MERGE_SEEN))
 			continue;
 		push_string(&ps, WJB_KEY, attr_key(s, a)->name, attr_key(s, a)->len);
 		if (!lineage)
 		{
-			if (!push_attr_value(&ps, s, a, &best))
+			if (!push_attr_value(&ps, s, a, off, &best))
 				elog(ERROR, "attribute \"%s\" has observations but no value",
 					 attr_key(s, a)->name);
 			emitted++;
@@ -2258,7 +2498,7 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 		}
 		pushJsonbValue(&ps, WJB_BEGIN_OBJECT, NULL);
 		push_key(&ps, "value");
-		if (!push_attr_value(&ps, s, a, &best))
+		if (!push_attr_value(&ps, s, a, off, &best))
 			elog(ERROR, "attribute \"%s\" has observations but no value",
 				 attr_key(s, a)->name);
 		push_key(&ps, "strategy");
@@ -2271,19 +2511,20 @@ merge_final(FunctionCallInfo fcinfo, bool lineage)
 			JsonbValue	nullv;
 
 			push_key(&ps, "at");
-			push_timestamptz(&ps, a->at);
+			push_timestamptz(&ps, a->u.at);
 			push_key(&ps, "priority");
-			if (a->prio_null)
+			if (a->flags & MERGE_PRIO_NULL)
 			{
 				nullv.type = jbvNull;
 				pushJsonbValue(&ps, WJB_VALUE, &nullv);
 			}
 			else
-				push_int64(&ps, WJB_VALUE, a->priority);
+				push_int64(&ps, WJB_VALUE, lin->priority);
 			if (lin->srclen >= 0)
 			{
 				push_key(&ps, "source");
-				push_string(&ps, WJB_VALUE, MERGE_BYTES(s, lin->srcoff),
+				push_string(&ps, WJB_VALUE,
+							MERGE_BYTES(s, off) + JBE_OFFLENFLD(a->entry),
 							lin->srclen);
 			}
 		}
