@@ -1527,10 +1527,13 @@ cdp_activity_recv(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		ActivityBuildEvent *e = &ev[i];
-		int32		len = pq_getmsgint(buf, 4);
+		int32		len;
 		int			nbytes;
 		bool		has_sums;
 
+		if (buf->len - buf->cursor < 4)
+			bad_binary(psprintf("Event %d is truncated.", i));
+		len = pq_getmsgint(buf, 4);
 		if (len < 0 || len > buf->len - buf->cursor)
 			bad_binary(psprintf("Name length %d of event %d does not fit in the bytes left.", len, i));
 		e->name = pq_getmsgtext(buf, len, &nbytes);
