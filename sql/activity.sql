@@ -291,6 +291,29 @@ FROM (VALUES ('{"x": {"count": 2, "sum": 1.5, "first": "2025-01-01T01:00:00Z", "
              ('{"x": {"count": 2, "sum": 0, "first": "2025-01-01T01:00:00Z", "last": "2025-01-01T23:00:00Z", "days": {"2025-01-01": [2, 0]}}}')) t(a);
 SELECT '{"x": {"count": 1, "sum": 0, "first": "2025-01-01T00:00:00Z", "last": "2025-01-01T00:00:00Z", "days": {}}}'::cdp.activity;
 
+-- well-known event names (the Segment specs' and Google Analytics 4's) are
+-- stored as their index in a list: one byte for the first 32, two for the
+-- others; a name differing in any byte is packed as any other
+SELECT n, pg_column_size(cdp.activity_agg(n, '2025-01-01Z')) AS bytes,
+       cdp.event_count(cdp.activity_agg(n, '2025-01-01Z'), n) AS found
+FROM unnest(ARRAY['page_viewed', 'Page Viewed', 'page viewed', 'purchase', 'Purchase',
+                  'purchases', 'select_content', 'Screen Viewed', 'screen_viewed ']) n
+GROUP BY n ORDER BY n COLLATE "C";
+-- known and other names side by side: the i-th name has i events; each is
+-- found with its own count, listed in byte order, and survives the text
+-- round trip and a merge
+CREATE TABLE act_known AS
+  SELECT n, i FROM unnest(ARRAY['signed_in', 'signed_up', 'signed_out', 'Signed In', 'sign_up',
+                                'login', 'signed_inx', 'signed_i', 'Signed in', 'view_item_list',
+                                'view_item', 'view_items']) WITH ORDINALITY AS t(n, i);
+SELECT (SELECT array_agg(e.event || ':' || e.count ORDER BY e.event COLLATE "C") FROM cdp.events(s.a) e) AS events,
+       (SELECT bool_and(cdp.event_count(s.a, n) = i) FROM act_known) AS each_found,
+       s.a::text::cdp.activity::text = s.a::text AS text_round_trip,
+       (SELECT bool_and(cdp.event_count(cdp.activity_merge(s.a, s.a), n) = 2 * i) FROM act_known) AS merged
+FROM (SELECT cdp.activity_agg(n, '2025-01-01Z'::timestamptz + make_interval(secs => g))  AS a
+      FROM act_known, generate_series(1, i) g) s;
+DROP TABLE act_known;
+
 -- time stamps are stored as day offsets and times of day: the first and
 -- last days the type accepts, days before 2000, events centuries apart,
 -- and two events at the same microsecond (count 2, first = last)

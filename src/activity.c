@@ -349,21 +349,118 @@ static const char act_alphabet5[32 + 1] = "_abcdefghijklmnopqrstuvwxyz -./:";
 static const char act_alphabet6[64 + 1] =
 "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz ";
 
+/*
+ * Well-known event names, stored as their index in this list
+ * (ACT_NAME_KNOWN), as HPACK does with common HTTP headers: the standard
+ * events of the Segment specs (e-commerce, B2B SaaS, email, mobile) in
+ * snake_case and in their Title Case spelling, then the automatically
+ * collected and recommended events of Google Analytics 4.  The first 32
+ * take one byte, the others two.  The list is part of the stored format:
+ * entries may only be appended.
+ */
+static const char *const act_known_names[] = {
+	"page_viewed", "Page Viewed", "product_viewed", "Product Viewed",
+	"product_added", "Product Added", "product_removed", "Product Removed",
+	"product_list_viewed", "Product List Viewed", "products_searched",
+	"Products Searched", "cart_viewed", "Cart Viewed", "checkout_started",
+	"Checkout Started", "payment_info_entered", "Payment Info Entered",
+	"order_completed", "Order Completed", "order_refunded", "Order Refunded",
+	"coupon_applied", "Coupon Applied", "signed_in", "Signed In",
+	"signed_up", "Signed Up", "signed_out", "Signed Out", "screen_viewed",
+	"Screen Viewed", "product_clicked", "Product Clicked",
+	"product_list_filtered", "Product List Filtered", "promotion_viewed",
+	"Promotion Viewed", "promotion_clicked", "Promotion Clicked",
+	"checkout_step_viewed", "Checkout Step Viewed",
+	"checkout_step_completed", "Checkout Step Completed", "order_updated",
+	"Order Updated", "order_cancelled", "Order Cancelled", "coupon_entered",
+	"Coupon Entered", "coupon_denied", "Coupon Denied", "coupon_removed",
+	"Coupon Removed", "product_added_to_wishlist",
+	"Product Added to Wishlist", "product_removed_from_wishlist",
+	"Product Removed from Wishlist", "wishlist_product_added_to_cart",
+	"Wishlist Product Added to Cart", "product_shared", "Product Shared",
+	"cart_shared", "Cart Shared", "product_reviewed", "Product Reviewed",
+	"account_created", "Account Created", "account_deleted",
+	"Account Deleted", "trial_started", "Trial Started", "trial_ended",
+	"Trial Ended", "invite_sent", "Invite Sent", "account_added_user",
+	"Account Added User", "account_removed_user", "Account Removed User",
+	"email_delivered", "Email Delivered", "email_opened", "Email Opened",
+	"email_link_clicked", "Email Link Clicked", "email_bounced",
+	"Email Bounced", "email_marked_as_spam", "Email Marked as Spam",
+	"unsubscribed", "Unsubscribed", "application_installed",
+	"Application Installed", "application_opened", "Application Opened",
+	"application_updated", "Application Updated", "application_backgrounded",
+	"Application Backgrounded", "application_uninstalled",
+	"Application Uninstalled", "page_view", "screen_view", "session_start",
+	"first_visit", "user_engagement", "scroll", "click", "file_download",
+	"form_start", "form_submit", "video_start", "video_progress",
+	"video_complete", "view_search_results", "purchase", "refund",
+	"add_to_cart", "remove_from_cart", "view_item", "view_item_list",
+	"select_item", "view_cart", "begin_checkout", "add_payment_info",
+	"add_shipping_info", "add_to_wishlist", "login", "sign_up", "search",
+	"share", "generate_lead", "view_promotion", "select_promotion",
+	"select_content"
+};
+
+#define ACT_NKNOWN		lengthof(act_known_names)
+#define ACT_KNOWN_SLOTS 512		/* open-addressing table, a power of 2 */
+
 /* code of each byte in the alphabets, -1 when it has none */
 static int8 act_code5[256];
 static int8 act_code6[256];
+static uint8 act_known_len[ACT_NKNOWN];
+static int16 act_known_slot[ACT_KNOWN_SLOTS];	/* index + 1, 0 if empty */
 static bool act_codes_ready = false;
+
+static inline uint32
+known_hash(const char *name, int len)
+{
+	return hash_bytes((const unsigned char *) name, len) & (ACT_KNOWN_SLOTS - 1);
+}
 
 static void
 init_name_codes(void)
 {
+	StaticAssertStmt(ACT_NKNOWN < ACT_KNOWN_SLOTS / 2, "too many well-known names");
 	memset(act_code5, -1, sizeof(act_code5));
 	memset(act_code6, -1, sizeof(act_code6));
 	for (int i = 0; i < 32; i++)
 		act_code5[(uint8) act_alphabet5[i]] = (int8) i;
 	for (int i = 0; i < 64; i++)
 		act_code6[(uint8) act_alphabet6[i]] = (int8) i;
+	memset(act_known_slot, 0, sizeof(act_known_slot));
+	for (int i = 0; i < (int) ACT_NKNOWN; i++)
+	{
+		int			len = (int) strlen(act_known_names[i]);
+		uint32		h = known_hash(act_known_names[i], len);
+
+		Assert(len <= 32);
+		act_known_len[i] = (uint8) len;
+		while (act_known_slot[h] != 0)
+			h = (h + 1) & (ACT_KNOWN_SLOTS - 1);
+		act_known_slot[h] = (int16) (i + 1);
+	}
 	act_codes_ready = true;
+}
+
+/* Index of a well-known name, or -1. */
+static int
+known_index(const char *name, int len)
+{
+	uint32		h;
+
+	if (unlikely(!act_codes_ready))
+		init_name_codes();
+	if (len > 32)
+		return -1;
+	for (h = known_hash(name, len); act_known_slot[h] != 0;
+		 h = (h + 1) & (ACT_KNOWN_SLOTS - 1))
+	{
+		int			i = act_known_slot[h] - 1;
+
+		if (act_known_len[i] == len && memcmp(act_known_names[i], name, len) == 0)
+			return i;
+	}
+	return -1;
 }
 
 /* How a name is stored: the smallest alphabet holding all its bytes. */
@@ -395,7 +492,28 @@ name_bits(int code)
 static inline uint64
 name_stored_len(uint64 len, int code)
 {
+	if (code == ACT_NAME_KNOWN)
+		return 0;
 	return (len * name_bits(code) + 7) / 8;
+}
+
+/*
+ * The varint in front of a stored name: its index with ACT_NAME_KNOWN,
+ * else its length and code.  Equal names, and only they, have equal
+ * headers and stored bytes.
+ */
+static uint64
+name_head(const char *name, int len, int *code)
+{
+	int			k = known_index(name, len);
+
+	if (k >= 0)
+	{
+		*code = ACT_NAME_KNOWN;
+		return (uint64) k << 2 | ACT_NAME_KNOWN;
+	}
+	*code = name_code(name, len);
+	return (uint64) len << 2 | (uint64) *code;
 }
 
 /* The stored bytes of a name (no length): as is, or packed. */
@@ -407,6 +525,8 @@ put_name_bytes(char *p, const char *name, int len, int code)
 	uint32		acc = 0;
 	int			nacc = 0;
 
+	if (code == ACT_NAME_KNOWN)
+		return p;
 	if (code == ACT_NAME_RAW)
 	{
 		memcpy(p, name, len);
@@ -606,9 +726,9 @@ activity_pack_sorted(const ActivityBuildEvent *ev, int nevents)
 	for (int i = 0; i < nevents; i++)
 	{
 		const ActivityBuildEvent *e = &ev[i];
-		int			code = name_code(e->name, e->name_len);
+		int			code;
 
-		p = put_varint(p, (uint64) e->name_len << 2 | code);
+		p = put_varint(p, name_head(e->name, e->name_len, &code));
 		p = put_name_bytes(p, e->name, e->name_len, code);
 		p = put_event_body(p, e, base_day);
 	}
@@ -737,6 +857,8 @@ activity_reader_init(ActivityReader *r, const struct varlena *a, int sqlstate)
 	uint64		n;
 
 	r->sqlstate = sqlstate;
+	if (unlikely(!act_codes_ready))
+		init_name_codes();
 	if (p >= end)
 		truncated(sqlstate);
 	if (*p != ACTIVITY_VERSION)
@@ -775,10 +897,22 @@ next_event_name(ActivityReader *r, ActivityEventRef *e)
 	if (r->next >= r->nevents)
 		return false;
 	len = get_varint(&p, r->end, r->sqlstate);
+	e->name_head = len;
 	e->name_code = (uint8) (len & 3);
 	len >>= 2;
+	if (e->name_code == ACT_NAME_KNOWN)
+	{
+		if (len >= ACT_NKNOWN)
+			truncated(r->sqlstate);
+		e->name_data = (const uint8 *) act_known_names[len];
+		e->name_len = act_known_len[len];
+		e->name_text = act_known_names[len];
+		r->p = p;
+		r->next++;
+		return true;
+	}
 	/* a name takes at least 5 bits a character */
-	if (e->name_code > ACT_NAME_6BIT || len > (uint64) (r->end - p) * 2)
+	if (len > (uint64) (r->end - p) * 2)
 		truncated(r->sqlstate);
 	stored = name_stored_len(len, e->name_code);
 	if (stored > (uint64) (r->end - p))
@@ -967,7 +1101,7 @@ activity_key_set(ActivityKey *k, const char *name, int len, MemoryContext cxt)
 	}
 	memcpy(k->name, name, len);
 	k->len = len;
-	k->code = name_code(name, len);
+	k->head = name_head(name, len, &k->code);
 	k->stored = (int) name_stored_len(len, k->code);
 	put_name_bytes(k->packed, name, len, k->code);
 }
@@ -981,7 +1115,7 @@ activity_find_key(ActivityReader *r, const ActivityKey *k, ActivityEventRef *e)
 {
 	while (next_event_name(r, e))
 	{
-		if (e->name_len == k->len && e->name_code == k->code &&
+		if (e->name_head == k->head &&
 			memcmp(e->name_data, k->packed, k->stored) == 0)
 		{
 			event_body(r, e);

@@ -18,7 +18,9 @@
  *	  varint	name length in characters, shifted left by 2, ORed with
  *				the name's code (ACT_NAME_*), then the name: its bytes,
  *				or its characters as 5- or 6-bit codes packed from the
- *				least significant bit up, padded with zero bits to a byte
+ *				least significant bit up, padded with zero bits to a byte;
+ *				for a well-known name (ACT_NAME_KNOWN) its index in the
+ *				list of them instead of the length, and nothing after
  *	  byte		flags (ACT_F_*) in the low 4 bits, the number of stored day
  *				buckets in the high 4 (ACT_NDAYS_MORE: 15 or more, the rest
  *				follows the sum)
@@ -53,6 +55,9 @@
  * A name is packed with the smallest alphabet that holds all its
  * characters (ACT_NAME_5BIT, then ACT_NAME_6BIT), else stored as is:
  * event names are much of a summary's bytes, and most are snake_case.
+ * Names of the published event specs (Segment's, in snake_case and Title
+ * Case, and Google Analytics 4's) are in a fixed list (activity.c) and
+ * take no bytes beyond their index; the list only ever grows.
  * Time stamps are most of the rest: the day offsets keep them to 6 bytes
  * where an absolute microsecond count takes 8.
  *
@@ -87,6 +92,7 @@
 #define ACT_NAME_RAW	0		/* its bytes */
 #define ACT_NAME_5BIT	1		/* 5-bit codes of ACT_ALPHABET5 */
 #define ACT_NAME_6BIT	2		/* 6-bit codes of ACT_ALPHABET6 */
+#define ACT_NAME_KNOWN	3		/* index in the well-known names, nothing stored */
 
 /* trim_day of an event that was never trimmed */
 #define ACTIVITY_NO_TRIM	PG_INT32_MIN
@@ -143,6 +149,7 @@ typedef struct ActivityReader
 
 typedef struct ActivityEventRef
 {
+	uint64		name_head;		/* the varint in front of the name */
 	const uint8 *name_data;		/* stored name, packed or not */
 	int			name_len;		/* in characters (bytes) */
 	uint8		name_code;		/* ACT_NAME_* */
@@ -170,6 +177,7 @@ typedef struct ActivityKey
 	char	   *name;			/* a copy of the name */
 	int			len;
 	int			code;			/* ACT_NAME_* */
+	uint64		head;			/* the varint in front of a stored name */
 	int			stored;			/* bytes of the packed form */
 	char	   *packed;
 	int			cap;			/* bytes allocated for name and for packed */
