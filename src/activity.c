@@ -1115,8 +1115,9 @@ activity_find_key(ActivityReader *r, const ActivityKey *k, ActivityEventRef *e)
 {
 	while (next_event_name(r, e))
 	{
+		/* a well-known name stores nothing: its header says it all */
 		if (e->name_head == k->head &&
-			memcmp(e->name_data, k->packed, k->stored) == 0)
+			(k->stored == 0 || memcmp(e->name_data, k->packed, k->stored) == 0))
 		{
 			event_body(r, e);
 			return true;
