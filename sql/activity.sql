@@ -378,4 +378,12 @@ SELECT '{"x": {"count": 1, "sum": 0, "first": "2025-01-01T00:00:00Z", "last": "2
 SELECT '{"x": {"count": 2, "sum": 0, "first": "2024-01-01T00:00:00Z", "last": "2025-01-01T00:00:00Z", "trimmed_before": "2024-01-01", "days": {"2025-01-01": [1, 0]}}}'::cdp.activity;
 SELECT '{"x": {"count": 1, "sum": 0, "first": "2025-01-01T00:00:00Z", "last": "2025-01-01T00:00:00Z", "trimmed_before": "2025-06-01", "days": {"2025-01-01": [1, 0]}}}'::cdp.activity;
 
+-- a stored value of another format (version byte 3, the previous one) is a
+-- clear error asking for a rebuild, in accessors and output alike
+CREATE CAST (bytea AS cdp.activity) WITHOUT FUNCTION;
+SELECT cdp.event_count('\x0300'::bytea::cdp.activity, 'x');
+SELECT '\x0300'::bytea::cdp.activity::text;
+SELECT '\x0400'::bytea::cdp.activity::text AS empty_format_4;
+DROP CAST (bytea AS cdp.activity);
+
 DROP TABLE act_ev, act, act_dst, act_parts, act_store;
