@@ -8,7 +8,11 @@
  * are unsigned LEB128 varints, signed ones zigzag-encoded first; float8s
  * are 8 raw bytes; a "time" is 5 bytes, little-endian: the microseconds
  * since its UTC midnight in the low 37 bits, and the low 3 bits of a day
- * offset in the high 3 (the rest of the offset is the varint before it).
+ * offset in the high 3 (the rest of the offset is the varint before it); a
+ * "sum" is a varint holding a scale s (0-6) in its low 3 bits and an
+ * integer k, zigzagged, above them, for the float8 k / 10^s when that
+ * division gives it back exactly (the smallest such s), else the varint 7
+ * and the float8.
  *
  *	byte		version (ACTIVITY_VERSION)
  *	varint		number of events
@@ -35,7 +39,7 @@
  *	  varint	trim day minus first day minus 1, with ACT_F_TRIMMED: count
  *				includes events folded from days before the trim day
  *				(cdp.activity_trim), which lies after the first day
- *	  float8	sum of the values, with ACT_F_SUM (zero otherwise)
+ *	  sum		sum of the values, with ACT_F_SUM (zero otherwise)
  *	  varint	number of stored buckets minus ACT_NDAYS_MORE, only when
  *				the flags byte holds ACT_NDAYS_MORE
  *	  varint	bytes of the buckets, when any are stored (lookups skip
@@ -50,7 +54,7 @@
  *				or more) the last day, and neither is stored
  *		varint	count; never trimmed, not stored for the last bucket:
  *				the count minus the other buckets'
- *		float8	sum of the values, with ACT_F_DAY_SUMS
+ *		sum		sum of the values, with ACT_F_DAY_SUMS
  *
  * A name is packed with the smallest alphabet that holds all its
  * characters (ACT_NAME_5BIT, then ACT_NAME_6BIT), else stored as is:
@@ -92,7 +96,7 @@
 #define ACT_NAME_RAW	0		/* its bytes */
 #define ACT_NAME_5BIT	1		/* 5-bit codes of ACT_ALPHABET5 */
 #define ACT_NAME_6BIT	2		/* 6-bit codes of ACT_ALPHABET6 */
-#define ACT_NAME_KNOWN	3		/* index in the well-known names, nothing stored */
+#define ACT_NAME_KNOWN	3		/* an index in the well-known names */
 
 /* trim_day of an event that was never trimmed */
 #define ACTIVITY_NO_TRIM	PG_INT32_MIN
