@@ -23,11 +23,13 @@ DECLARE
 BEGIN
   SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY pg_column_size(activity)) AS p50,
          percentile_cont(0.99) WITHIN GROUP (ORDER BY pg_column_size(activity)) AS p99,
+         round(avg(pg_column_size(activity)), 1) AS mean,
+         pg_size_pretty(pg_relation_size('bench_act')) AS heap,
          pg_size_pretty(pg_total_relation_size('bench_act')) AS summaries,
          pg_size_pretty(pg_total_relation_size('bench_act_events')) AS raw
     INTO r FROM bench_act;
-  RAISE WARNING 'summary bytes per profile: median %, p99 %; summaries % in all, raw events %',
-    r.p50, r.p99, r.summaries, r.raw;
+  RAISE WARNING 'summary bytes per profile: median %, p99 %, mean %; summary heap %, % in all with the key; raw events %',
+    r.p50, r.p99, r.mean, r.heap, r.summaries, r.raw;
 END $$;
 -- @floor SELECT profile_id, count(*) FROM events GROUP BY 1
 SELECT count(n) FROM (SELECT profile_id, count(*) AS n FROM bench_act_events GROUP BY 1) s;
@@ -103,6 +105,6 @@ SELECT count(*) FROM (
 -- @note the serial-plan cases show the work itself; on 2 cores the parallel plans add worker start-up, page faults in new processes and a leader that finalizes every group alone
 -- @note both segment queries use windows bounded at UTC midnight, where the summaries are exact: they return the same count
 -- @note every timed statement runs in a new connection, whose backend maps the shared buffers it reads page by page; the pooled-connection cases read their table once, untimed, in the same connection first, as a connection pool or a BI tool holding its connection would have (on a VM where a page fault is slow, the difference is large)
--- @note sizes: printed by the set-up (summary bytes per profile, median and p99; summaries and raw events in all; see doc/activity.md)
+-- @note sizes: printed by the set-up (summary bytes per profile, median, p99 and mean; the summary table's heap and its total with the key; raw events; see doc/activity.md)
 -- @setup
 DROP TABLE IF EXISTS bench_act_build;

@@ -274,11 +274,12 @@ FROM (SELECT cdp.activity_agg(n, at) AS a FROM act_names) s,
      (SELECT cdp.activity_agg(n, at) AS a
       FROM (SELECT n, at FROM act_names UNION ALL SELECT n, at FROM act_names) u) d;
 DROP TABLE act_names;
--- day buckets: up to 30 fit the flags byte, 31 and more take a varint
+-- day buckets: up to 14 stored ones fit the flags byte, 15 and more take a
+-- varint
 SELECT nd, pg_column_size(a) AS bytes, cdp.active_days(a) AS days, cdp.event_count(a, 'e') AS n,
        a::text::cdp.activity::text = a::text AS round_trip
 FROM (SELECT nd, cdp.activity_agg('e', '2025-01-01Z'::timestamptz + make_interval(days => d)) AS a
-      FROM generate_series(29, 33) nd, generate_series(1, nd) d GROUP BY nd) s ORDER BY nd;
+      FROM generate_series(13, 17) nd, generate_series(1, nd) d GROUP BY nd) s ORDER BY nd;
 -- an event whose events all lie on one day stores no bucket (it follows
 -- from the totals) unless its day sum differs from its sum by rounding
 SELECT a, pg_column_size(a) AS bytes, a::text::cdp.activity::text = a::text AS round_trip,
@@ -289,6 +290,61 @@ FROM (VALUES ('{"x": {"count": 2, "sum": 1.5, "first": "2025-01-01T01:00:00Z", "
              ('{"x": {"count": 2, "sum": 0.30000000000000004, "first": "2025-01-01T01:00:00Z", "last": "2025-01-01T23:00:00Z", "days": {"2025-01-01": [2, 0.3]}}}'),
              ('{"x": {"count": 2, "sum": 0, "first": "2025-01-01T01:00:00Z", "last": "2025-01-01T23:00:00Z", "days": {"2025-01-01": [2, 0]}}}')) t(a);
 SELECT '{"x": {"count": 1, "sum": 0, "first": "2025-01-01T00:00:00Z", "last": "2025-01-01T00:00:00Z", "days": {}}}'::cdp.activity;
+
+-- well-known event names (the Segment specs' and Google Analytics 4's) are
+-- stored as their index in a list: one byte for the first 32, two for the
+-- others; a name differing in any byte is packed as any other
+SELECT n, pg_column_size(cdp.activity_agg(n, '2025-01-01Z')) AS bytes,
+       cdp.event_count(cdp.activity_agg(n, '2025-01-01Z'), n) AS found
+FROM unnest(ARRAY['page_viewed', 'Page Viewed', 'page viewed', 'purchase', 'Purchase',
+                  'purchases', 'select_content', 'Screen Viewed', 'screen_viewed ']) n
+GROUP BY n ORDER BY n COLLATE "C";
+-- known and other names side by side: the i-th name has i events; each is
+-- found with its own count, listed in byte order, and survives the text
+-- round trip and a merge
+CREATE TABLE act_known AS
+  SELECT n, i FROM unnest(ARRAY['signed_in', 'signed_up', 'signed_out', 'Signed In', 'sign_up',
+                                'login', 'signed_inx', 'signed_i', 'Signed in', 'view_item_list',
+                                'view_item', 'view_items']) WITH ORDINALITY AS t(n, i);
+SELECT (SELECT array_agg(e.event || ':' || e.count ORDER BY e.event COLLATE "C") FROM cdp.events(s.a) e) AS events,
+       (SELECT bool_and(cdp.event_count(s.a, n) = i) FROM act_known) AS each_found,
+       s.a::text::cdp.activity::text = s.a::text AS text_round_trip,
+       (SELECT bool_and(cdp.event_count(cdp.activity_merge(s.a, s.a), n) = 2 * i) FROM act_known) AS merged
+FROM (SELECT cdp.activity_agg(n, '2025-01-01Z'::timestamptz + make_interval(secs => g))  AS a
+      FROM act_known, generate_series(1, i) g) s;
+DROP TABLE act_known;
+
+-- time stamps are stored as day offsets and times of day: the first and
+-- last days the type accepts, days before 2000, events centuries apart,
+-- and two events at the same microsecond (count 2, first = last)
+SELECT a::text::cdp.activity::text = a::text AS round_trip,
+       cdp.first_seen(a, 'a') AS first_a, cdp.last_seen(a, 'a') AS last_a,
+       cdp.first_seen(a) AS first_any, cdp.last_seen(a) AS last_any,
+       cdp.event_count(a, 'a', '0001-01-01Z', '0001-01-02Z') AS a_day_one,
+       cdp.event_count(a, 'a', '1999-12-31Z', '2000-01-02Z') AS a_around_2000,
+       cdp.event_count(a, 'b', '9999-12-31Z', 'infinity') AS b_last_day,
+       cdp.event_count(a, 'c') AS c, cdp.first_seen(a, 'c') = cdp.last_seen(a, 'c') AS c_one_instant,
+       cdp.active_days(a) AS days
+FROM (SELECT cdp.activity_agg(e, t) AS a FROM (VALUES
+  ('a', '0001-01-01 00:00:00Z'::timestamptz), ('a', '1999-12-31 23:59:59.999999Z'),
+  ('a', '2000-01-01 00:00:00Z'), ('b', '9999-12-31 23:59:59.999999Z'), ('b', '9999-12-31 00:00:00Z'),
+  ('c', '1970-01-01 00:00:00.000001Z'), ('c', '1970-01-01 00:00:00.000001Z')) x(e, t)) s;
+-- sums: k / 10^s for s up to 6 when that gives the value back exactly,
+-- else the float8 itself; every form returns the exact value
+SELECT v, pg_column_size(cdp.activity_agg('x', '2025-01-01Z', v)) AS bytes,
+       cdp.event_sum(cdp.activity_agg('x', '2025-01-01Z', v), 'x') = v AS exact,
+       cdp.activity_agg('x', '2025-01-01Z', v)::text::cdp.activity::text
+         = cdp.activity_agg('x', '2025-01-01Z', v)::text AS round_trip
+FROM (VALUES (47.01::float8), (-2.5), (1), (1e15), (9007199254740992), (9007199254740993e3),
+             (0.000001), (1e-7), (0.1::float8 + 0.2::float8), (1e300), (-0::float8)) t(v)
+GROUP BY v ORDER BY v;
+-- day sums use the same form: two days of prices, a third with a float8
+SELECT a::text, pg_column_size(a) AS bytes,
+       cdp.event_sum(a, 'o', '2025-01-02Z', '2025-01-03Z') AS second_day,
+       cdp.event_sum(a, 'o', '2025-01-03Z') AS third_day
+FROM (SELECT cdp.activity_agg('o', t, v) AS a FROM (VALUES
+  ('2025-01-01 10:00Z'::timestamptz, 47.01::float8), ('2025-01-02 10:00Z', 29.27),
+  ('2025-01-02 11:00Z', 0.5), ('2025-01-03 10:00Z', 1.0 / 3)) x(t, v)) s;
 
 -- bad aggregate input
 SELECT cdp.activity_agg('x', 'infinity'::timestamptz);
@@ -321,5 +377,13 @@ SELECT '{"x": {"count": 1, "sum": 0, "first": "2025-01-01T00:00:00Z", "last": "2
 SELECT '{"x": {"count": 1, "sum": 0, "first": "2025-01-01T00:00:00Z", "last": "2025-01-01T00:00:00Z", "days": {"2025-01-01": [3000000000, 0]}}}'::cdp.activity;
 SELECT '{"x": {"count": 2, "sum": 0, "first": "2024-01-01T00:00:00Z", "last": "2025-01-01T00:00:00Z", "trimmed_before": "2024-01-01", "days": {"2025-01-01": [1, 0]}}}'::cdp.activity;
 SELECT '{"x": {"count": 1, "sum": 0, "first": "2025-01-01T00:00:00Z", "last": "2025-01-01T00:00:00Z", "trimmed_before": "2025-06-01", "days": {"2025-01-01": [1, 0]}}}'::cdp.activity;
+
+-- a stored value of another format (version byte 3, the previous one) is a
+-- clear error asking for a rebuild, in accessors and output alike
+CREATE CAST (bytea AS cdp.activity) WITHOUT FUNCTION;
+SELECT cdp.event_count('\x0300'::bytea::cdp.activity, 'x');
+SELECT '\x0300'::bytea::cdp.activity::text;
+SELECT '\x0400'::bytea::cdp.activity::text AS empty_format_4;
+DROP CAST (bytea AS cdp.activity);
 
 DROP TABLE act_ev, act, act_dst, act_parts, act_store;

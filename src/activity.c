@@ -42,16 +42,22 @@
 
 /* ---------------------------------------------------------------- days */
 
+/* 0001-01-01 and 9999-12-31 as UTC day numbers (days since 2000-01-01) */
+#define ACT_MIN_DAY		(-730119)
+#define ACT_MAX_DAY		2921939
+
 int32
 activity_min_day(void)
 {
-	return date2j(1, 1, 1) - POSTGRES_EPOCH_JDATE;
+	Assert(ACT_MIN_DAY == date2j(1, 1, 1) - POSTGRES_EPOCH_JDATE);
+	return ACT_MIN_DAY;
 }
 
 int32
 activity_max_day(void)
 {
-	return date2j(9999, 12, 31) - POSTGRES_EPOCH_JDATE;
+	Assert(ACT_MAX_DAY == date2j(9999, 12, 31) - POSTGRES_EPOCH_JDATE);
+	return ACT_MAX_DAY;
 }
 
 /* UTC day number (days since 2000-01-01) of a finite timestamp. */
@@ -308,6 +314,31 @@ put_float8(char *p, float8 v)
 	return p + sizeof(float8);
 }
 
+/*
+ * A sum: a varint whose low 3 bits are a scale s, the rest k zigzagged,
+ * for the value k / 10^s when that division gives it back exactly (prices
+ * and counts mostly; the smallest s is taken, so the form is canonical),
+ * else the varint ACT_SUM_RAW and the float8.
+ */
+#define ACT_SUM_RAW		7
+static const double act_pow10[ACT_SUM_RAW] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+
+static inline char *
+put_sum(char *p, float8 v)
+{
+	v += 0.0;					/* no negative zero */
+	for (int s = 0; s < ACT_SUM_RAW; s++)
+	{
+		double		k = rint(v * act_pow10[s]);
+
+		/* k / 10^s is exact when k is: the division rounds once */
+		if (fabs(k) <= (double) (INT64CONST(1) << 53) && k / act_pow10[s] == v)
+			return put_varint(p, zigzag((int64) k) << 3 | (uint64) s);
+	}
+	*p++ = ACT_SUM_RAW;
+	return put_float8(p, v);
+}
+
 /* ---------------------------------------------------------------- names */
 
 /*
@@ -318,21 +349,118 @@ static const char act_alphabet5[32 + 1] = "_abcdefghijklmnopqrstuvwxyz -./:";
 static const char act_alphabet6[64 + 1] =
 "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz ";
 
+/*
+ * Well-known event names, stored as their index in this list
+ * (ACT_NAME_KNOWN), as HPACK does with common HTTP headers: the standard
+ * events of the Segment specs (e-commerce, B2B SaaS, email, mobile) in
+ * snake_case and in their Title Case spelling, then the automatically
+ * collected and recommended events of Google Analytics 4.  The first 32
+ * take one byte, the others two.  The list is part of the stored format:
+ * entries may only be appended.
+ */
+static const char *const act_known_names[] = {
+	"page_viewed", "Page Viewed", "product_viewed", "Product Viewed",
+	"product_added", "Product Added", "product_removed", "Product Removed",
+	"product_list_viewed", "Product List Viewed", "products_searched",
+	"Products Searched", "cart_viewed", "Cart Viewed", "checkout_started",
+	"Checkout Started", "payment_info_entered", "Payment Info Entered",
+	"order_completed", "Order Completed", "order_refunded", "Order Refunded",
+	"coupon_applied", "Coupon Applied", "signed_in", "Signed In",
+	"signed_up", "Signed Up", "signed_out", "Signed Out", "screen_viewed",
+	"Screen Viewed", "product_clicked", "Product Clicked",
+	"product_list_filtered", "Product List Filtered", "promotion_viewed",
+	"Promotion Viewed", "promotion_clicked", "Promotion Clicked",
+	"checkout_step_viewed", "Checkout Step Viewed",
+	"checkout_step_completed", "Checkout Step Completed", "order_updated",
+	"Order Updated", "order_cancelled", "Order Cancelled", "coupon_entered",
+	"Coupon Entered", "coupon_denied", "Coupon Denied", "coupon_removed",
+	"Coupon Removed", "product_added_to_wishlist",
+	"Product Added to Wishlist", "product_removed_from_wishlist",
+	"Product Removed from Wishlist", "wishlist_product_added_to_cart",
+	"Wishlist Product Added to Cart", "product_shared", "Product Shared",
+	"cart_shared", "Cart Shared", "product_reviewed", "Product Reviewed",
+	"account_created", "Account Created", "account_deleted",
+	"Account Deleted", "trial_started", "Trial Started", "trial_ended",
+	"Trial Ended", "invite_sent", "Invite Sent", "account_added_user",
+	"Account Added User", "account_removed_user", "Account Removed User",
+	"email_delivered", "Email Delivered", "email_opened", "Email Opened",
+	"email_link_clicked", "Email Link Clicked", "email_bounced",
+	"Email Bounced", "email_marked_as_spam", "Email Marked as Spam",
+	"unsubscribed", "Unsubscribed", "application_installed",
+	"Application Installed", "application_opened", "Application Opened",
+	"application_updated", "Application Updated", "application_backgrounded",
+	"Application Backgrounded", "application_uninstalled",
+	"Application Uninstalled", "page_view", "screen_view", "session_start",
+	"first_visit", "user_engagement", "scroll", "click", "file_download",
+	"form_start", "form_submit", "video_start", "video_progress",
+	"video_complete", "view_search_results", "purchase", "refund",
+	"add_to_cart", "remove_from_cart", "view_item", "view_item_list",
+	"select_item", "view_cart", "begin_checkout", "add_payment_info",
+	"add_shipping_info", "add_to_wishlist", "login", "sign_up", "search",
+	"share", "generate_lead", "view_promotion", "select_promotion",
+	"select_content"
+};
+
+#define ACT_NKNOWN		lengthof(act_known_names)
+#define ACT_KNOWN_SLOTS 512		/* open-addressing table, a power of 2 */
+
 /* code of each byte in the alphabets, -1 when it has none */
 static int8 act_code5[256];
 static int8 act_code6[256];
+static uint8 act_known_len[ACT_NKNOWN];
+static int16 act_known_slot[ACT_KNOWN_SLOTS];	/* index + 1, 0 if empty */
 static bool act_codes_ready = false;
+
+static inline uint32
+known_hash(const char *name, int len)
+{
+	return hash_bytes((const unsigned char *) name, len) & (ACT_KNOWN_SLOTS - 1);
+}
 
 static void
 init_name_codes(void)
 {
+	StaticAssertStmt(ACT_NKNOWN < ACT_KNOWN_SLOTS / 2, "too many well-known names");
 	memset(act_code5, -1, sizeof(act_code5));
 	memset(act_code6, -1, sizeof(act_code6));
 	for (int i = 0; i < 32; i++)
 		act_code5[(uint8) act_alphabet5[i]] = (int8) i;
 	for (int i = 0; i < 64; i++)
 		act_code6[(uint8) act_alphabet6[i]] = (int8) i;
+	memset(act_known_slot, 0, sizeof(act_known_slot));
+	for (int i = 0; i < (int) ACT_NKNOWN; i++)
+	{
+		int			len = (int) strlen(act_known_names[i]);
+		uint32		h = known_hash(act_known_names[i], len);
+
+		Assert(len <= 32);
+		act_known_len[i] = (uint8) len;
+		while (act_known_slot[h] != 0)
+			h = (h + 1) & (ACT_KNOWN_SLOTS - 1);
+		act_known_slot[h] = (int16) (i + 1);
+	}
 	act_codes_ready = true;
+}
+
+/* Index of a well-known name, or -1. */
+static int
+known_index(const char *name, int len)
+{
+	uint32		h;
+
+	if (unlikely(!act_codes_ready))
+		init_name_codes();
+	if (len > 32)
+		return -1;
+	for (h = known_hash(name, len); act_known_slot[h] != 0;
+		 h = (h + 1) & (ACT_KNOWN_SLOTS - 1))
+	{
+		int			i = act_known_slot[h] - 1;
+
+		if (act_known_len[i] == len && memcmp(act_known_names[i], name, len) == 0)
+			return i;
+	}
+	return -1;
 }
 
 /* How a name is stored: the smallest alphabet holding all its bytes. */
@@ -364,7 +492,28 @@ name_bits(int code)
 static inline uint64
 name_stored_len(uint64 len, int code)
 {
+	if (code == ACT_NAME_KNOWN)
+		return 0;
 	return (len * name_bits(code) + 7) / 8;
+}
+
+/*
+ * The varint in front of a stored name: its index with ACT_NAME_KNOWN,
+ * else its length and code.  Equal names, and only they, have equal
+ * headers and stored bytes.
+ */
+static uint64
+name_head(const char *name, int len, int *code)
+{
+	int			k = known_index(name, len);
+
+	if (k >= 0)
+	{
+		*code = ACT_NAME_KNOWN;
+		return (uint64) k << 2 | ACT_NAME_KNOWN;
+	}
+	*code = name_code(name, len);
+	return (uint64) len << 2 | (uint64) *code;
 }
 
 /* The stored bytes of a name (no length): as is, or packed. */
@@ -376,6 +525,8 @@ put_name_bytes(char *p, const char *name, int len, int code)
 	uint32		acc = 0;
 	int			nacc = 0;
 
+	if (code == ACT_NAME_KNOWN)
+		return p;
 	if (code == ACT_NAME_RAW)
 	{
 		memcpy(p, name, len);
@@ -423,12 +574,12 @@ unpack_name(const uint8 *data, int len, int code)
 	return out;
 }
 
-/* Most bytes one event can take: name, 7 varints, flags, sum, buckets. */
+/* Most bytes one event can take: name, varints, times, sum, buckets. */
 static uint64
 event_max_bytes(const ActivityBuildEvent *e)
 {
-	return (uint64) e->name_len + 7 * 10 + 1 + 8 +
-		(uint64) e->ndays * (10 + 5 + 8);
+	return (uint64) e->name_len + 8 * 10 + 1 + 2 * ACT_TIME_BYTES + 9 +
+		(uint64) e->ndays * (10 + 5 + 9);
 }
 
 /*
@@ -441,45 +592,96 @@ bucket_implied(const ActivityBuildEvent *e)
 {
 	return e->trim_day == ACTIVITY_NO_TRIM && e->ndays == 1 &&
 		e->days[0] == activity_day_of(e->first_at) &&
+		e->days[0] == activity_day_of(e->last_at) &&
 		e->counts[0] == e->count &&
 		(e->sums ? e->sums[0] : 0.0) == e->sum;
 }
 
+/*
+ * A time stamp as a day offset (varint of all but its low 3 bits) and a
+ * "time" (microseconds of the day, the offset's low 3 bits above them);
+ * the time alone when the offset is left out.
+ */
+static inline char *
+put_time(char *p, TimestampTz ts, int64 from_day, bool with_offset)
+{
+	int64		day = activity_day_of(ts);
+	uint64		offset = (uint64) day - (uint64) from_day;
+	uint64		t = (uint64) (ts - day * USECS_PER_DAY);
+
+	if (with_offset)
+	{
+		p = put_varint(p, offset >> 3);
+		t |= (offset & 7) << ACT_TIME_BITS;
+	}
+	for (int i = 0; i < ACT_TIME_BYTES; i++)
+	{
+		*p++ = (char) (t & 0xff);
+		t >>= 8;
+	}
+	return p;
+}
+
+/* An event from its flags byte on, its buckets after their length. */
 static char *
-put_event_body(char *p, const ActivityBuildEvent *e)
+put_event_body(char *p, const ActivityBuildEvent *e, int32 base_day)
 {
 	uint8		flags = 0;
 	bool		day_sums = has_nonzero(e->sums, e->ndays);
+	bool		trimmed = e->trim_day != ACTIVITY_NO_TRIM;
 	int			ndays = bucket_implied(e) ? 0 : e->ndays;
+	int64		first_day = activity_day_of(e->first_at);
 	int64		prev;
+	char	   *b;
+	char	   *bend;
 
 	if (e->sum != 0.0)
 		flags |= ACT_F_SUM;
-	if (e->trim_day != ACTIVITY_NO_TRIM)
+	if (trimmed)
 		flags |= ACT_F_TRIMMED;
 	if (day_sums)
 		flags |= ACT_F_DAY_SUMS;
+	if (e->count == 1 && e->first_at == e->last_at)
+		flags |= ACT_F_ONE;
 	*p++ = (char) (flags | Min(ndays, ACT_NDAYS_MORE) << ACT_NDAYS_SHIFT);
-	p = put_varint(p, (uint64) e->count);
-	p = put_varint(p, zigzag(e->first_at));
-	p = put_varint(p, (uint64) e->last_at - (uint64) e->first_at);
-	if (flags & ACT_F_TRIMMED)
-		p = put_varint(p, zigzag(e->trim_day));
+	p = put_time(p, e->first_at, base_day, true);
+	if (!(flags & ACT_F_ONE))
+	{
+		p = put_varint(p, (uint64) e->count);
+		/* never trimmed and no buckets stored: all on the first day */
+		p = put_time(p, e->last_at, first_day, trimmed || ndays > 0);
+	}
+	if (trimmed)
+		p = put_varint(p, (uint64) e->trim_day - (uint64) first_day - 1);
 	if (flags & ACT_F_SUM)
-		p = put_float8(p, e->sum);
+		p = put_sum(p, e->sum);
 	if (ndays >= ACT_NDAYS_MORE)
 		p = put_varint(p, (uint64) (ndays - ACT_NDAYS_MORE));
-	prev = activity_day_of(e->first_at);
+	if (ndays == 0)
+		return p;
+
+	/*
+	 * The buckets' length goes in front of them: write them past room for
+	 * the longest length varint, then move them down.
+	 */
+	b = bend = p + 10;
+	prev = first_day;
 	for (int j = 0; j < ndays; j++)
 	{
-		/* days ascend from the first time stamp's day (validated) */
-		p = put_varint(p, (uint64) ((int64) e->days[j] - prev));
+		bool		last = j == ndays - 1;
+
+		/* days ascend from the first day (validated) */
+		if (trimmed || (j > 0 && !last))
+			bend = put_varint(bend, (uint64) ((int64) e->days[j] - prev));
 		prev = e->days[j];
-		p = put_varint(p, (uint64) (uint32) e->counts[j]);
+		if (trimmed || !last)
+			bend = put_varint(bend, (uint64) (uint32) e->counts[j]);
 		if (day_sums)
-			p = put_float8(p, e->sums[j]);
+			bend = put_sum(bend, e->sums[j]);
 	}
-	return p;
+	p = put_varint(p, bend - b);
+	memmove(p, b, bend - b);
+	return p + (bend - b);
 }
 
 /*
@@ -498,12 +700,16 @@ activity_pack(ActivityBuildEvent *ev, int nevents)
 struct varlena *
 activity_pack_sorted(const ActivityBuildEvent *ev, int nevents)
 {
-	uint64		bound = VARHDRSZ + 1 + 10;
+	uint64		bound = VARHDRSZ + 1 + 2 * 10;
+	int32		base_day = PG_INT32_MAX;
 	char	   *start;
 	char	   *p;
 
 	for (int i = 0; i < nevents; i++)
+	{
 		bound += event_max_bytes(&ev[i]);
+		base_day = Min(base_day, activity_day_of(ev[i].first_at));
+	}
 	if (bound > MaxAllocSize)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -515,28 +721,16 @@ activity_pack_sorted(const ActivityBuildEvent *ev, int nevents)
 	p = start + VARHDRSZ;
 	*p++ = ACTIVITY_VERSION;
 	p = put_varint(p, (uint64) nevents);
+	if (nevents > 0)
+		p = put_varint(p, zigzag(base_day));
 	for (int i = 0; i < nevents; i++)
 	{
 		const ActivityBuildEvent *e = &ev[i];
-		char	   *b;
-		char	   *body_end;
-		Size		body_len;
+		int			code;
 
-		int			code = name_code(e->name, e->name_len);
-
-		p = put_varint(p, (uint64) e->name_len << 2 | code);
+		p = put_varint(p, name_head(e->name, e->name_len, &code));
 		p = put_name_bytes(p, e->name, e->name_len, code);
-
-		/*
-		 * The body's length goes in front of it: write the body past room
-		 * for the longest length varint, then move it down.
-		 */
-		b = p + 10;
-		body_end = put_event_body(b, e);
-		body_len = body_end - b;
-		p = put_varint(p, body_len);
-		memmove(p, b, body_len);
-		p += body_len;
+		p = put_event_body(p, e, base_day);
 	}
 	SET_VARSIZE(start, p - start);
 	return (struct varlena *) start;
@@ -606,6 +800,55 @@ get_float8(const uint8 **pp, const uint8 *end, int sqlstate)
 	return v;
 }
 
+/* A "time" (see activity.h): microseconds of the day, low offset bits. */
+static inline uint64
+get_time(const uint8 **pp, const uint8 *end, int sqlstate)
+{
+	const uint8 *p = *pp;
+	uint64		t = 0;
+
+	if (end - p < ACT_TIME_BYTES)
+		truncated(sqlstate);
+	for (int i = ACT_TIME_BYTES - 1; i >= 0; i--)
+		t = t << 8 | p[i];
+	*pp = p + ACT_TIME_BYTES;
+	return t;
+}
+
+/*
+ * A time stamp stored as a day offset from from_day and a time.  Days are
+ * clamped to just past the accepted range, so altered bytes give time
+ * stamps validation rejects, never an overflow.
+ */
+static inline void
+get_day_time(const uint8 **pp, const uint8 *end, int sqlstate, bool with_offset,
+			 int32 from_day, int32 *day, TimestampTz *ts)
+{
+	uint64		hi = with_offset ? get_varint_max(pp, end, sqlstate, PG_INT32_MAX) : 0;
+	uint64		t = get_time(pp, end, sqlstate);
+	int64		d;
+
+	if (with_offset)
+		d = (int64) from_day + (int64) (hi << 3 | t >> ACT_TIME_BITS);
+	else
+		d = from_day;
+	d = Min(d, (int64) ACT_MAX_DAY + 1);
+	*day = (int32) d;
+	*ts = (TimestampTz) d * USECS_PER_DAY +
+		(TimestampTz) (t & ((UINT64CONST(1) << ACT_TIME_BITS) - 1));
+}
+
+static inline float8
+get_sum(const uint8 **pp, const uint8 *end, int sqlstate)
+{
+	uint64		v = get_varint(pp, end, sqlstate);
+	int			s = (int) (v & 7);
+
+	if (s == ACT_SUM_RAW)
+		return get_float8(pp, end, sqlstate);
+	return (double) unzigzag(v >> 3) / act_pow10[s];
+}
+
 void
 activity_reader_init(ActivityReader *r, const struct varlena *a, int sqlstate)
 {
@@ -614,6 +857,8 @@ activity_reader_init(ActivityReader *r, const struct varlena *a, int sqlstate)
 	uint64		n;
 
 	r->sqlstate = sqlstate;
+	if (unlikely(!act_codes_ready))
+		init_name_codes();
 	if (p >= end)
 		truncated(sqlstate);
 	if (*p != ACTIVITY_VERSION)
@@ -625,8 +870,15 @@ activity_reader_init(ActivityReader *r, const struct varlena *a, int sqlstate)
 				 errhint("Rebuild the summary with cdp.activity_agg.")));
 	p++;
 	n = get_varint(&p, end, sqlstate);
-	/* every event takes at least 5 bytes */
-	if (n > (uint64) (end - p) / 5)
+	r->base_day = 0;
+	if (n > 0)
+	{
+		int64		base = unzigzag(get_varint(&p, end, sqlstate));
+
+		r->base_day = (int32) Max(Min(base, ACT_MAX_DAY), ACT_MIN_DAY);
+	}
+	/* every event takes at least 8 bytes */
+	if (n > (uint64) (end - p) / 8)
 		truncated(sqlstate);
 	r->p = p;
 	r->end = end;
@@ -634,7 +886,7 @@ activity_reader_init(ActivityReader *r, const struct varlena *a, int sqlstate)
 	r->next = 0;
 }
 
-/* Name and body bounds of the next event; false after the last. */
+/* Name bounds of the next event; false after the last. */
 static inline bool
 next_event_name(ActivityReader *r, ActivityEventRef *e)
 {
@@ -645,10 +897,22 @@ next_event_name(ActivityReader *r, ActivityEventRef *e)
 	if (r->next >= r->nevents)
 		return false;
 	len = get_varint(&p, r->end, r->sqlstate);
+	e->name_head = len;
 	e->name_code = (uint8) (len & 3);
 	len >>= 2;
+	if (e->name_code == ACT_NAME_KNOWN)
+	{
+		if (len >= ACT_NKNOWN)
+			truncated(r->sqlstate);
+		e->name_data = (const uint8 *) act_known_names[len];
+		e->name_len = act_known_len[len];
+		e->name_text = act_known_names[len];
+		r->p = p;
+		r->next++;
+		return true;
+	}
 	/* a name takes at least 5 bits a character */
-	if (e->name_code > ACT_NAME_6BIT || len > (uint64) (r->end - p) * 2)
+	if (len > (uint64) (r->end - p) * 2)
 		truncated(r->sqlstate);
 	stored = name_stored_len(len, e->name_code);
 	if (stored > (uint64) (r->end - p))
@@ -656,15 +920,146 @@ next_event_name(ActivityReader *r, ActivityEventRef *e)
 	e->name_data = p;
 	e->name_len = (int) len;
 	e->name_text = NULL;
-	p += stored;
-	len = get_varint(&p, r->end, r->sqlstate);
-	if (len > (uint64) (r->end - p))
-		truncated(r->sqlstate);
-	e->buckets = p;				/* the body, until decoded */
-	e->end = p + len;
-	r->p = e->end;
+	r->p = p + stored;
 	r->next++;
 	return true;
+}
+
+/*
+ * Decode an event from its flags byte up to its buckets, and move the
+ * reader past the event.
+ */
+static inline void
+event_body(ActivityReader *r, ActivityEventRef *e)
+{
+	const uint8 *p = r->p;
+	const uint8 *end = r->end;
+	int			sqlstate = r->sqlstate;
+	uint64		v;
+	int			nd;
+	bool		trimmed;
+
+	if (p >= end)
+		truncated(sqlstate);
+	e->flags = *p & ACT_F_ALL;
+	nd = *p++ >> ACT_NDAYS_SHIFT;
+	trimmed = (e->flags & ACT_F_TRIMMED) != 0;
+	get_day_time(&p, end, sqlstate, true, r->base_day, &e->first_day, &e->first_at);
+	if (e->flags & ACT_F_ONE)
+	{
+		e->count = 1;
+		e->last_day = e->first_day;
+		e->last_at = e->first_at;
+	}
+	else
+	{
+		v = get_varint(&p, end, sqlstate);
+		e->count = (int64) Min(v, (uint64) PG_INT64_MAX);
+		get_day_time(&p, end, sqlstate, trimmed || nd > 0, e->first_day,
+					 &e->last_day, &e->last_at);
+	}
+	e->trim_day = ACTIVITY_NO_TRIM;
+	if (trimmed)
+	{
+		v = get_varint_max(&p, end, sqlstate, PG_INT32_MAX);
+		e->trim_day = (int32) Min((int64) e->first_day + 1 + (int64) v,
+								  (int64) ACT_MAX_DAY + 2);
+	}
+	e->sum = (e->flags & ACT_F_SUM) ? get_sum(&p, end, sqlstate) : 0.0;
+	v = nd;
+	if (nd == ACT_NDAYS_MORE)
+	{
+		v = get_varint(&p, end, sqlstate);
+		v = Min(v, (uint64) PG_INT32_MAX - ACT_NDAYS_MORE) + ACT_NDAYS_MORE;
+	}
+	e->ndays = (int32) v;
+	/* an event never trimmed has buckets: none stored means one implied */
+	e->bucket_implied = v == 0 && !trimmed;
+	if (e->bucket_implied)
+		e->ndays = 1;
+	if (v > 0)
+	{
+		uint64		len = get_varint(&p, end, sqlstate);
+
+		/* a bucket takes at least 1 byte, but for the last one */
+		if (len > (uint64) (end - p) || v > len + 1)
+			truncated(sqlstate);
+		e->buckets = p;
+		e->end = p + len;
+	}
+	else
+		e->buckets = e->end = p;
+	r->p = e->end;
+}
+
+/* Step over a varint. */
+static inline const uint8 *
+skip_varint(const uint8 *p, const uint8 *end, int sqlstate)
+{
+	while (p < end && (*p & 0x80))
+		p++;
+	if (p >= end)
+		truncated(sqlstate);
+	return p + 1;
+}
+
+/* Step over bytes. */
+static inline const uint8 *
+skip_bytes(const uint8 *p, const uint8 *end, int sqlstate, uint64 n)
+{
+	if ((uint64) (end - p) < n)
+		truncated(sqlstate);
+	return p + n;
+}
+
+/* Step over a sum (a varint, and the float8 after ACT_SUM_RAW). */
+static inline const uint8 *
+skip_sum(const uint8 *p, const uint8 *end, int sqlstate)
+{
+	if (p < end && *p == ACT_SUM_RAW)
+		return skip_bytes(p + 1, end, sqlstate, sizeof(float8));
+	return skip_varint(p, end, sqlstate);
+}
+
+/*
+ * Move the reader past an event whose name did not match: the lengths of
+ * event_body's fields, without their values.
+ */
+static inline void
+skip_event_body(ActivityReader *r)
+{
+	const uint8 *p = r->p;
+	const uint8 *end = r->end;
+	int			sqlstate = r->sqlstate;
+	uint8		flags;
+	int			nd;
+
+	if (p >= end)
+		truncated(sqlstate);
+	flags = *p & ACT_F_ALL;
+	nd = *p++ >> ACT_NDAYS_SHIFT;
+	p = skip_varint(p, end, sqlstate);
+	p = skip_bytes(p, end, sqlstate, ACT_TIME_BYTES);
+	if (!(flags & ACT_F_ONE))
+	{
+		p = skip_varint(p, end, sqlstate);
+		if ((flags & ACT_F_TRIMMED) || nd > 0)
+			p = skip_varint(p, end, sqlstate);
+		p = skip_bytes(p, end, sqlstate, ACT_TIME_BYTES);
+	}
+	if (flags & ACT_F_TRIMMED)
+		p = skip_varint(p, end, sqlstate);
+	if (flags & ACT_F_SUM)
+		p = skip_sum(p, end, sqlstate);
+	if (nd == ACT_NDAYS_MORE)
+		p = skip_varint(p, end, sqlstate);
+	if (nd > 0)
+	{
+		uint64		len = get_varint(&p, end, sqlstate);
+
+		p = skip_bytes(p, end, sqlstate, len);
+	}
+	r->p = p;
 }
 
 /* An event's name (not terminated), unpacked on first use. */
@@ -675,43 +1070,6 @@ activity_event_name(ActivityEventRef *e)
 		e->name_text = e->name_code == ACT_NAME_RAW ? (const char *) e->name_data :
 			unpack_name(e->name_data, e->name_len, e->name_code);
 	return e->name_text;
-}
-
-/* Decode the fixed part of an event's body, up to its buckets. */
-static inline void
-event_body(const ActivityReader *r, ActivityEventRef *e)
-{
-	const uint8 *p = e->buckets;
-	uint64		v;
-	int			nd;
-
-	if (p >= e->end)
-		truncated(r->sqlstate);
-	e->flags = *p & ACT_F_ALL;
-	nd = *p++ >> ACT_NDAYS_SHIFT;
-	v = get_varint(&p, e->end, r->sqlstate);
-	e->count = (int64) Min(v, (uint64) PG_INT64_MAX);
-	e->first_at = unzigzag(get_varint(&p, e->end, r->sqlstate));
-	e->last_at = (TimestampTz) ((uint64) e->first_at + get_varint(&p, e->end, r->sqlstate));
-	e->trim_day = ACTIVITY_NO_TRIM;
-	if (e->flags & ACT_F_TRIMMED)
-		e->trim_day = (int32) unzigzag(get_varint(&p, e->end, r->sqlstate));
-	e->sum = (e->flags & ACT_F_SUM) ? get_float8(&p, e->end, r->sqlstate) : 0.0;
-	v = nd;
-	if (nd == ACT_NDAYS_MORE)
-	{
-		v = get_varint(&p, e->end, r->sqlstate);
-		v = Min(v, (uint64) PG_INT32_MAX) + ACT_NDAYS_MORE;
-	}
-	/* a bucket takes at least 2 bytes */
-	if (v > (uint64) (e->end - p) / 2)
-		truncated(r->sqlstate);
-	e->ndays = (int32) v;
-	/* an event never trimmed has buckets: none stored means one implied */
-	e->bucket_implied = v == 0 && !(e->flags & ACT_F_TRIMMED);
-	if (e->bucket_implied)
-		e->ndays = 1;
-	e->buckets = p;
 }
 
 /* The next event, its buckets still encoded; false after the last. */
@@ -743,28 +1101,93 @@ activity_key_set(ActivityKey *k, const char *name, int len, MemoryContext cxt)
 	}
 	memcpy(k->name, name, len);
 	k->len = len;
-	k->code = name_code(name, len);
+	k->head = name_head(name, len, &k->code);
 	k->stored = (int) name_stored_len(len, k->code);
 	put_name_bytes(k->packed, name, len, k->code);
 }
 
 /*
- * Find an event by name, skipping the bodies of the others; names are
- * compared in their packed form, which is unique.
+ * Find an event by name, stepping over the others field by field; names
+ * are compared in their packed form, which is unique.
  */
 bool
 activity_find_key(ActivityReader *r, const ActivityKey *k, ActivityEventRef *e)
 {
 	while (next_event_name(r, e))
 	{
-		if (e->name_len == k->len && e->name_code == k->code &&
-			memcmp(e->name_data, k->packed, k->stored) == 0)
+		/* a well-known name stores nothing: its header says it all */
+		if (e->name_head == k->head &&
+			(k->stored == 0 || memcmp(e->name_data, k->packed, k->stored) == 0))
 		{
 			event_body(r, e);
 			return true;
 		}
+		skip_event_body(r);
 	}
 	return false;
+}
+
+/*
+ * Walking an event's stored buckets (see activity.h): never trimmed, the
+ * first bucket is on the first day and the last (of two or more) on the
+ * last day, and the last one's count is what the others leave.
+ */
+typedef struct BucketCursor
+{
+	const uint8 *p;
+	const uint8 *end;
+	int			sqlstate;
+	int32		j;
+	int32		n;
+	bool		trimmed;
+	bool		day_sums;
+	int64		day;
+	int64		last_day;
+	int64		left;			/* count not yet in a bucket */
+} BucketCursor;
+
+static inline void
+bucket_start(BucketCursor *c, const ActivityEventRef *e, int sqlstate)
+{
+	c->p = e->buckets;
+	c->end = e->end;
+	c->sqlstate = sqlstate;
+	c->j = 0;
+	c->n = e->ndays;
+	c->trimmed = (e->flags & ACT_F_TRIMMED) != 0;
+	c->day_sums = (e->flags & ACT_F_DAY_SUMS) != 0;
+	c->day = e->first_day;
+	c->last_day = e->last_day;
+	c->left = e->count;
+}
+
+/* Day of the next bucket (call once per bucket, before bucket_rest). */
+static inline int64
+bucket_day(BucketCursor *c)
+{
+	if (c->trimmed || (c->j > 0 && c->j < c->n - 1))
+		c->day += (int64) get_varint_max(&c->p, c->end, c->sqlstate, PG_INT32_MAX);
+	else if (c->j > 0)
+		c->day = c->last_day;
+	return c->day;
+}
+
+/* Count and sum of the bucket whose day bucket_day gave. */
+static inline void
+bucket_rest(BucketCursor *c, int64 *count, float8 *sum)
+{
+	int64		n;
+
+	if (c->trimmed || c->j < c->n - 1)
+	{
+		n = (int64) get_varint_max(&c->p, c->end, c->sqlstate, PG_INT32_MAX);
+		c->left -= n;
+	}
+	else
+		n = c->left;
+	*sum = c->day_sums ? get_sum(&c->p, c->end, c->sqlstate) : 0.0;
+	*count = n;
+	c->j++;
 }
 
 /* Every bucket of an event, into fresh arrays (CurrentMemoryContext). */
@@ -772,9 +1195,8 @@ void
 activity_event_unpack(ActivityEventRef *e, int sqlstate,
 					  ActivityBuildEvent *out)
 {
-	const uint8 *p = e->buckets;
-	int64		day = activity_day_of(e->first_at);
 	bool		day_sums = (e->flags & ACT_F_DAY_SUMS) != 0;
+	BucketCursor c;
 
 	out->name = activity_event_name(e);
 	out->name_len = e->name_len;
@@ -789,23 +1211,26 @@ activity_event_unpack(ActivityEventRef *e, int sqlstate,
 	out->sums = day_sums ? palloc(Max(e->ndays, 1) * sizeof(float8)) : NULL;
 	if (e->bucket_implied)
 	{
-		out->days[0] = (int32) day;
+		out->days[0] = e->first_day;
 		out->counts[0] = (int32) Min(e->count, PG_INT32_MAX);
 		if (day_sums)
 			out->sums[0] = e->sum;
+		return;
 	}
-	for (int j = 0; j < e->ndays && !e->bucket_implied; j++)
+	bucket_start(&c, e, sqlstate);
+	for (int j = 0; j < e->ndays; j++)
 	{
-		uint64		c;
+		int64		day = bucket_day(&c);
+		int64		n;
+		float8		s;
 
-		day += (int64) get_varint_max(&p, e->end, sqlstate, PG_INT32_MAX);
+		bucket_rest(&c, &n, &s);
 		out->days[j] = (int32) Max(Min(day, PG_INT32_MAX), PG_INT32_MIN);
-		c = get_varint(&p, e->end, sqlstate);
-		out->counts[j] = (int32) Min(c, (uint64) PG_INT32_MAX);
+		out->counts[j] = (int32) Max(Min(n, PG_INT32_MAX), 0);
 		if (day_sums)
-			out->sums[j] = get_float8(&p, e->end, sqlstate);
+			out->sums[j] = s;
 	}
-	if (p != e->end)
+	if (c.p != e->end)
 		truncated(sqlstate);
 }
 
@@ -821,22 +1246,86 @@ activity_event_unpack(ActivityEventRef *e, int sqlstate,
 			 errhint("The value was altered, truncated or not made by cdp; rebuild it with cdp.activity_agg.")))
 
 /*
- * First after last cannot be stored (the format keeps last - first
- * unsigned): input and receive check it before packing.
+ * The invariants of one event, checked on what input and receive are about
+ * to pack (the format leaves out what follows from them: the first and
+ * last days of an event's buckets, the last bucket's count) and again on
+ * what validation decodes.
  */
 static void
-check_time_order(const ActivityBuildEvent *ev, int n, int sqlstate)
+check_event(const ActivityBuildEvent *e, int sqlstate)
+{
+	int32		min_day = activity_min_day(),
+				max_day = activity_max_day();
+	TimestampTz lo_ts = (TimestampTz) min_day * USECS_PER_DAY,
+				hi_ts = ((TimestampTz) max_day + 1) * USECS_PER_DAY;
+	int64		bucket_total = 0;
+	int32		first_day,
+				last_day;
+
+	if (e->first_at > e->last_at)
+		CORRUPT("Event \"%.*s\" has first and last time stamps out of order.",
+				e->name_len, e->name);
+	if (e->ndays == 0 && e->trim_day == ACTIVITY_NO_TRIM)
+		CORRUPT("Event \"%.*s\" has day buckets that do not match its first and last time stamps.",
+				e->name_len, e->name);
+	if (e->first_at < lo_ts || e->last_at >= hi_ts)
+		CORRUPT("Event \"%.*s\" has time stamps outside years 1-9999.",
+				e->name_len, e->name);
+	if (e->trim_day != ACTIVITY_NO_TRIM &&
+		(e->trim_day < min_day || e->trim_day > max_day + 1))
+		CORRUPT("Event \"%.*s\" has a trim day outside years 1-9999.",
+				e->name_len, e->name);
+	if (e->count < 1)
+		CORRUPT("Event \"%.*s\" has count " INT64_FORMAT ".",
+				e->name_len, e->name, e->count);
+	if (!isfinite(e->sum))
+		CORRUPT("Event \"%.*s\" has a sum that is not finite.",
+				e->name_len, e->name);
+	first_day = activity_day_of(e->first_at);
+	last_day = activity_day_of(e->last_at);
+	for (int j = 0; j < e->ndays; j++)
+	{
+		int32		d = e->days[j];
+
+		if (d < first_day || d > last_day || (j > 0 && d <= e->days[j - 1]))
+			CORRUPT("Event \"%.*s\" has day buckets out of order or outside its first and last time stamps.",
+					e->name_len, e->name);
+		if (e->counts[j] < 1)
+			CORRUPT("Event \"%.*s\" has a day bucket with count %d.",
+					e->name_len, e->name, e->counts[j]);
+		if (e->sums && !isfinite(e->sums[j]))
+			CORRUPT("Event \"%.*s\" has a day sum that is not finite.",
+					e->name_len, e->name);
+		bucket_total += e->counts[j];
+	}
+	if (bucket_total > e->count)
+		CORRUPT("Event \"%.*s\" has more events in its day buckets than in total.",
+				e->name_len, e->name);
+	if (bucket_total == e->count)
+	{
+		/* nothing folded: the buckets span exactly first to last */
+		if (e->trim_day != ACTIVITY_NO_TRIM || e->ndays == 0 ||
+			e->days[0] != first_day || e->days[e->ndays - 1] != last_day)
+			CORRUPT("Event \"%.*s\" has day buckets that do not match its first and last time stamps.",
+					e->name_len, e->name);
+	}
+	else
+	{
+		/* folded events lie before trim_day */
+		if (e->trim_day == ACTIVITY_NO_TRIM || first_day >= e->trim_day ||
+			(last_day >= e->trim_day &&
+			 (e->ndays == 0 || e->days[e->ndays - 1] != last_day)))
+			CORRUPT("Event \"%.*s\" has folded events that do not lie before its trim day.",
+					e->name_len, e->name);
+	}
+}
+
+/* Every event of what input or receive is about to pack. */
+static void
+check_events(const ActivityBuildEvent *ev, int n, int sqlstate)
 {
 	for (int i = 0; i < n; i++)
-	{
-		if (ev[i].first_at > ev[i].last_at)
-			CORRUPT("Event \"%.*s\" has first and last time stamps out of order.",
-					ev[i].name_len, ev[i].name);
-		/* stored, it would read as one implied bucket */
-		if (ev[i].ndays == 0 && ev[i].trim_day == ACTIVITY_NO_TRIM)
-			CORRUPT("Event \"%.*s\" has day buckets that do not match its first and last time stamps.",
-					ev[i].name_len, ev[i].name);
-	}
+		check_event(&ev[i], sqlstate);
 }
 
 /*
@@ -852,83 +1341,23 @@ activity_validate(const struct varlena *a, int sqlstate)
 	ActivityBuildEvent *ev;
 	ActivityBuildEvent prev = {0};
 	struct varlena *again;
-	int32		min_day = activity_min_day(),
-				max_day = activity_max_day();
-	TimestampTz lo_ts = (TimestampTz) min_day * USECS_PER_DAY,
-				hi_ts = ((TimestampTz) max_day + 1) * USECS_PER_DAY;
 	int			n = 0;
 
 	activity_reader_init(&r, a, sqlstate);
 	ev = palloc(Max(r.nevents, 1) * sizeof(ActivityBuildEvent));
-	while (next_event_name(&r, &ref))
+	while (activity_next_event(&r, &ref))
 	{
 		ActivityBuildEvent *e = &ev[n];
-		int64		bucket_total = 0;
-		int32		first_day,
-					last_day;
 
 		/*
-		 * The reader's decoding, then range checks; what its clamping lets
+		 * The reader's decoding, then the checks; what its clamping lets
 		 * through differs from the re-encoding compared at the end.
 		 */
-		event_body(&r, &ref);
-		activity_event_name(&ref);
-		if (ref.first_at < lo_ts || ref.first_at >= hi_ts ||
-			ref.last_at < ref.first_at || ref.last_at >= hi_ts)
-			CORRUPT("Event \"%.*s\" has time stamps outside years 1-9999.",
-					ref.name_len, ref.name_text);
-		if (ref.trim_day != ACTIVITY_NO_TRIM &&
-			(ref.trim_day < min_day || ref.trim_day > max_day + 1))
-			CORRUPT("Event \"%.*s\" has a trim day outside years 1-9999.",
-					ref.name_len, ref.name_text);
 		activity_event_unpack(&ref, sqlstate, e);
-
 		if (n > 0 && activity_build_event_cmp(&prev, e) >= 0)
 			CORRUPT("Event names are not unique and sorted at event %d.", n);
 		prev = *e;
-		if (e->count < 1)
-			CORRUPT("Event \"%.*s\" has count " INT64_FORMAT ".",
-					e->name_len, e->name, e->count);
-		if (!isfinite(e->sum))
-			CORRUPT("Event \"%.*s\" has a sum that is not finite.",
-					e->name_len, e->name);
-		first_day = activity_day_of(e->first_at);
-		last_day = activity_day_of(e->last_at);
-		for (int j = 0; j < e->ndays; j++)
-		{
-			int32		d = e->days[j];
-
-			if (d < first_day || d > last_day || (j > 0 && d <= e->days[j - 1]))
-				CORRUPT("Event \"%.*s\" has day buckets out of order or outside its first and last time stamps.",
-						e->name_len, e->name);
-			if (e->counts[j] < 1)
-				CORRUPT("Event \"%.*s\" has a day bucket with count %d.",
-						e->name_len, e->name, e->counts[j]);
-			if (e->sums && !isfinite(e->sums[j]))
-				CORRUPT("Event \"%.*s\" has a day sum that is not finite.",
-						e->name_len, e->name);
-			bucket_total += e->counts[j];
-		}
-		if (bucket_total > e->count)
-			CORRUPT("Event \"%.*s\" has more events in its day buckets than in total.",
-					e->name_len, e->name);
-		if (bucket_total == e->count)
-		{
-			/* nothing folded: the buckets span exactly first to last */
-			if (e->trim_day != ACTIVITY_NO_TRIM || e->ndays == 0 ||
-				e->days[0] != first_day || e->days[e->ndays - 1] != last_day)
-				CORRUPT("Event \"%.*s\" has day buckets that do not match its first and last time stamps.",
-						e->name_len, e->name);
-		}
-		else
-		{
-			/* folded events lie before trim_day */
-			if (e->trim_day == ACTIVITY_NO_TRIM || first_day >= e->trim_day ||
-				(last_day >= e->trim_day &&
-				 (e->ndays == 0 || e->days[e->ndays - 1] != last_day)))
-				CORRUPT("Event \"%.*s\" has folded events that do not lie before its trim day.",
-						e->name_len, e->name);
-		}
+		check_event(e, sqlstate);
 		n++;
 	}
 	if (r.p != r.end)
@@ -1092,7 +1521,7 @@ cdp_activity_in(PG_FUNCTION_ARGS)
 		parse_event_object(input, &v, &ev[n]);
 		n++;
 	}
-	check_time_order(ev, n, ERRCODE_INVALID_TEXT_REPRESENTATION);
+	check_events(ev, n, ERRCODE_INVALID_TEXT_REPRESENTATION);
 	a = activity_pack(ev, n);
 	activity_validate(a, ERRCODE_INVALID_TEXT_REPRESENTATION);
 	PG_RETURN_ACTIVITY_P(a);
@@ -1233,10 +1662,13 @@ cdp_activity_recv(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		ActivityBuildEvent *e = &ev[i];
-		int32		len = pq_getmsgint(buf, 4);
+		int32		len;
 		int			nbytes;
 		bool		has_sums;
 
+		if (buf->len - buf->cursor < 4)
+			bad_binary(psprintf("Event %d is truncated.", i));
+		len = pq_getmsgint(buf, 4);
 		if (len < 0 || len > buf->len - buf->cursor)
 			bad_binary(psprintf("Name length %d of event %d does not fit in the bytes left.", len, i));
 		e->name = pq_getmsgtext(buf, len, &nbytes);
@@ -1267,7 +1699,7 @@ cdp_activity_recv(PG_FUNCTION_ARGS)
 	}
 	if (buf->cursor != buf->len)
 		bad_binary(psprintf("%d bytes of trailing data.", buf->len - buf->cursor));
-	check_time_order(ev, n, ERRCODE_INVALID_BINARY_REPRESENTATION);
+	check_events(ev, n, ERRCODE_INVALID_BINARY_REPRESENTATION);
 	a = activity_pack(ev, n);
 	activity_validate(a, ERRCODE_INVALID_BINARY_REPRESENTATION);
 	PG_RETURN_ACTIVITY_P(a);
@@ -1312,10 +1744,9 @@ static void
 event_window(const ActivityEventRef *e, int32 lo, int32 hi, bool want_days,
 			 int64 *count, float8 *sum, int *ndays)
 {
-	const uint8 *p = e->buckets;
-	int64		day = activity_day_of(e->first_at);
 	bool		day_sums = (e->flags & ACT_F_DAY_SUMS) != 0;
 	bool		folded = false;
+	BucketCursor cur;
 	int64		c = 0,
 				bc = 0;
 	float8		s = 0.0,
@@ -1329,11 +1760,9 @@ event_window(const ActivityEventRef *e, int32 lo, int32 hi, bool want_days,
 		return;
 	if (e->trim_day != ACTIVITY_NO_TRIM)
 	{
-		int32		first_day = activity_day_of(e->first_at);
-
-		if (hi > first_day && lo < e->trim_day)
+		if (hi > e->first_day && lo < e->trim_day)
 		{
-			if (want_days || lo > first_day || hi < e->trim_day)
+			if (want_days || lo > e->first_day || hi < e->trim_day)
 				folded_error(e, want_days ? "the number of active days" : "the count");
 			folded = true;
 		}
@@ -1341,7 +1770,7 @@ event_window(const ActivityEventRef *e, int32 lo, int32 hi, bool want_days,
 	if (e->bucket_implied)
 	{
 		/* every event on the first day */
-		if (day >= lo && day < hi)
+		if (e->first_day >= lo && e->first_day < hi)
 		{
 			*count = e->count;
 			*sum = day_sums ? e->sum : 0.0;
@@ -1349,18 +1778,17 @@ event_window(const ActivityEventRef *e, int32 lo, int32 hi, bool want_days,
 		}
 		return;
 	}
+	bucket_start(&cur, e, ERRCODE_DATA_CORRUPTED);
 	for (int j = 0; j < e->ndays; j++)
 	{
+		int64		day = bucket_day(&cur);
 		int64		n;
-		float8		v = 0.0;
+		float8		v;
 
-		day += (int64) get_varint_max(&p, e->end, ERRCODE_DATA_CORRUPTED, PG_INT32_MAX);
 		/* days ascend: past the window only the folded totals need more */
 		if (day >= hi && !folded)
 			break;
-		n = (int64) get_varint_max(&p, e->end, ERRCODE_DATA_CORRUPTED, PG_INT32_MAX);
-		if (day_sums)
-			v = get_float8(&p, e->end, ERRCODE_DATA_CORRUPTED);
+		bucket_rest(&cur, &n, &v);
 		if (day >= lo && day < hi)
 		{
 			c += n;
@@ -1555,8 +1983,8 @@ did_common(FunctionCallInfo fcinfo, bool negate)
 	w = did_window(fcinfo);
 	if (lookup_event(fcinfo, &e))
 	{
-		int32		first_day = activity_day_of(e.first_at);
-		int32		last_day = activity_day_of(e.last_at);
+		int32		first_day = e.first_day;
+		int32		last_day = e.last_day;
 
 		/*
 		 * Most profiles are decided by the event's totals alone, without

@@ -21,7 +21,8 @@ INSERT INTO act_bin.src VALUES ('empty', '{}'),
   -- small but with every feature: sums, several days, a folded part
   ('small', cdp.activity_trim((SELECT cdp.activity_agg(e, t, v) FROM (VALUES
      ('ab', '2025-01-01 10:00Z'::timestamptz, 1.5::float8), ('ab', '2025-02-01 10:00Z', NULL),
-     ('ab', '2025-03-01 10:00Z', 2), ('c', '2025-02-01 11:00Z', NULL)) x(e, t, v)), '2025-01-15Z'));
+     ('ab', '2025-03-01 10:00Z', 2), ('c', '2025-02-01 11:00Z', NULL),
+     ('signed_in', '2025-02-03 09:00Z', NULL), ('signed_in', '2025-02-05 09:00Z', NULL)) x(e, t, v)), '2025-01-15Z'));
 CREATE TABLE act_bin.dst (LIKE act_bin.src);
 CREATE TABLE act_bin.one (a cdp.activity);
 SQL
@@ -119,6 +120,7 @@ BEGIN
       PERFORM x::text, cdp.event_count(x, 'ab'), cdp.event_count(x, 'ab', '2025-01-01Z', '2025-02-15Z'),
               cdp.event_sum(x, 'ab', '2025-02-01Z'), cdp.did(x, 'ab', 1, '30 days', '2025-03-02Z'),
               cdp.did_not(x, 'c', 1, NULL, '2025-03-02Z'), cdp.first_seen(x), cdp.last_seen(x, 'c'),
+              cdp.event_count(x, 'signed_in', '2025-02-04Z'), cdp.did(x, 'signed_in', 2, '3 days', '2025-02-06Z'),
               cdp.active_days(x), cdp.active_days(x, 'ab', '2025-02-01Z'),
               (SELECT count(*) FROM cdp.events(x)), cdp.activity_merge(x, x)::text,
               cdp.activity_trim(x, '2025-02-10Z')::text, cdp.activity_send(x);
