@@ -964,17 +964,11 @@ ident_hash_value(int kind, const char *str, uint32 len)
 	return hash_combine(hash_bytes((const unsigned char *) str, len), (uint32) kind);
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define stitch_prefetch(p) __builtin_prefetch(p)
-#else
-#define stitch_prefetch(p) ((void) 0)
-#endif
-
 /* Ask for the hash bucket a value will be looked up in. */
 static inline void
 ident_prefetch(StitchEngine *e, uint32 hash)
 {
-	stitch_prefetch(&e->idents->data[hash & e->idents->sizemask]);
+	cdp_prefetch(&e->idents->data[hash & e->idents->sizemask]);
 }
 
 /* Node id of (kind, value) with the given hash, interning it on first sight. */
@@ -1913,38 +1907,28 @@ static void
 emit_identifiers(StitchEngine *e, FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext old;
-	TupleDesc	desc;
 	Tuplestorestate *store;
+	TupleDesc	desc;
 	uint64		row_bytes;
-	int			kb = work_mem;
 	Datum	   *kind_text;
 	text	   *value;
 	uint32		i;
 
-	/* the checks InitMaterializedSRF makes */
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("materialize mode required, but it is not allowed in this context")));
-
-	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	desc = CreateTupleDescCopy(desc);
+	InitMaterializedSRF(fcinfo, 0);
 	row_bytes = e->value_bytes + (uint64) e->nidentifiers * OUTPUT_ROW_OVERHEAD;
 	if (row_bytes > (uint64) work_mem * 1024)
-		kb = 0;
-	store = tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
-								  false, kb);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = desc;
-	MemoryContextSwitchTo(old);
+	{
+		/* the same tuplestore, with no memory budget */
+		MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+
+		tuplestore_end(rsinfo->setResult);
+		rsinfo->setResult =
+			tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
+								  false, 0);
+		MemoryContextSwitchTo(old);
+	}
+	store = rsinfo->setResult;
+	desc = rsinfo->setDesc;
 
 	kind_text = palloc0(sizeof(Datum) * Max(e->nkinds, 1));
 	value = palloc(VARHDRSZ + e->max_len);
