@@ -21,6 +21,15 @@
 
 #define CDP_HUGE_PAGE	((Size) 2 * 1024 * 1024)
 
+/* Ask for the cache line at p before it is read, or written. */
+#if defined(__GNUC__) || defined(__clang__)
+#define cdp_prefetch(p) __builtin_prefetch(p)
+#define cdp_prefetch_write(p) __builtin_prefetch((p), 1)
+#else
+#define cdp_prefetch(p) ((void) 0)
+#define cdp_prefetch_write(p) ((void) 0)
+#endif
+
 static inline void
 cdp_advise_huge(void *p, Size size)
 {

@@ -1505,12 +1505,6 @@ merge_arg_jsonb(FunctionCallInfo fcinfo, int argno)
 	return c->argbuf;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define merge_prefetch_line(p) __builtin_prefetch((p), 1)
-#else
-#define merge_prefetch_line(p) ((void) 0)
-#endif
-
 /*
  * Ask for a state's cache lines before they are read and written.  In a
  * hash aggregate over many groups the state of the next row is cold: its
@@ -1527,7 +1521,7 @@ static inline void
 merge_prefetch_head(MergeState *s)
 {
 	for (int off = 0; off < MERGE_PF_HEAD; off += 64)
-		merge_prefetch_line((char *) s + off);
+		cdp_prefetch_write((char *) s + off);
 }
 
 static inline void
@@ -1538,7 +1532,7 @@ merge_prefetch_rest(MergeState *s)
 		uint32		from = Max((s->size - s->used) & ~(uint32) 63, MERGE_PF_HEAD);
 
 		for (uint32 off = from; off < s->size; off += 64)
-			merge_prefetch_line((char *) s + off);
+			cdp_prefetch_write((char *) s + off);
 	}
 }
 
@@ -2429,8 +2423,8 @@ merge_prefetch_groups(FunctionCallInfo fcinfo, MergeCache *c, MergeState *s)
 		e = &tb->data[c->pf_tuple];
 		if (e->status == tuplehash_SH_IN_USE)
 		{
-			merge_prefetch_line(e->firstTuple);
-			merge_prefetch_line(e->additional);
+			cdp_prefetch_write(e->firstTuple);
+			cdp_prefetch_write(e->additional);
 		}
 		c->pf_tuple = (c->pf_tuple - 1) & mask;
 	}
@@ -2446,7 +2440,7 @@ merge_prefetch_groups(FunctionCallInfo fcinfo, MergeCache *c, MergeState *s)
 				char	   *p = DatumGetPointer(pg->transValue);
 
 				for (int off = 0; off < 320; off += 64)
-					merge_prefetch_line(p + off);
+					cdp_prefetch_write(p + off);
 			}
 		}
 		c->pf_state = (c->pf_state - 1) & mask;
