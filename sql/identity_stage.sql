@@ -150,6 +150,16 @@ INSERT INTO ids_a VALUES ('g1', 'g1@example.com', '2026-04-03 11:00+00');
 SELECT identifiers_added, links_added FROM cdp.refresh_identities();
 SELECT kind, value, first_seen, last_seen FROM cdp.identifiers WHERE value LIKE 'g1%' ORDER BY 1;
 SELECT * FROM ids_links WHERE end1 LIKE 'g1%';
+-- exact: rows of the source without watermark inside the known ranges
+-- move and add nothing; one widening only the e-mail moves only the e-mail
+INSERT INTO ids_b VALUES ('g1', 'g1@example.com', '2026-04-02 00:00+00');
+SELECT identifiers_added, links_added FROM cdp.refresh_identities();
+SELECT kind, value, first_seen, last_seen FROM cdp.identifiers WHERE value LIKE 'g1%' ORDER BY 1;
+INSERT INTO ids_b VALUES (NULL, 'g1@example.com', '2026-04-04 00:00+00');
+SELECT identifiers_added, links_added FROM cdp.refresh_identities();
+SELECT kind, value, first_seen, last_seen FROM cdp.identifiers WHERE value LIKE 'g1%' ORDER BY 1;
+SELECT * FROM ids_links WHERE end1 LIKE 'g1%';
+SELECT * FROM ids_check();
 
 -- clean up
 SELECT cdp.drop_source(name) FROM cdp.identity_sources ORDER BY name;

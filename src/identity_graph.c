@@ -1040,6 +1040,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	SeenMove   *moves;
 	int			nmoves;
 	int64		grain = 0;		/* cdp.set_seen_granularity(), microseconds */
+	uint32		nlookup;
 
 	st->g = g = graph_create(keep, kinds, nkinds);
 	MemoryContextSwitchTo(g->mcxt);
@@ -1103,11 +1104,83 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		byvalue[i] = i;
 	if (!graph_empty)
 		qsort_arg(byvalue, g->nnodes, sizeof(uint32), node_value_cmp, g);
+	nlookup = g->nnodes;
+
+	/*
+	 * With exact first_seen/last_seen nearly every known identifier the new
+	 * rows name moves, so they are moved first by key, each row updated
+	 * where the probe finds it (one visit of its page instead of two), and
+	 * only the identifiers left (new ones, and the few the rows do not
+	 * widen) are looked up after.
+	 */
+	if (!graph_empty && grain == 0)
+	{
+		nlookup = 0;
+		for (i = 0; i < g->nnodes; i += WRITE_BATCH)
+		{
+			int			nb = Min(WRITE_BATCH, g->nnodes - i);
+			char	  **k;
+			char	  **v;
+			TimestampTz *fs;
+			TimestampTz *ls;
+			int			j;
+			uint64		r;
+			Oid			argtypes[4] = {TEXTARRAYOID, TEXTARRAYOID,
+			TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+			Datum		values[4];
+
+			MemoryContextSwitchTo(st->tmp);
+			k = palloc(sizeof(char *) * nb);
+			v = palloc(sizeof(char *) * nb);
+			fs = palloc(sizeof(TimestampTz) * nb);
+			ls = palloc(sizeof(TimestampTz) * nb);
+			for (j = 0; j < nb; j++)
+			{
+				uint32		x = byvalue[i + j];
+
+				k[j] = g->kinds[g->nodes[x].kind];
+				v[j] = (char *) g->nodes[x].value;
+				fs[j] = st->first_seen[x];
+				ls[j] = st->last_seen[x];
+			}
+			values[0] = text_array(k, NULL, nb);
+			values[1] = text_array(v, NULL, nb);
+			values[2] = ts_array(fs, nb);
+			values[3] = ts_array(ls, nb);
+			if (SPI_execute_with_args("UPDATE cdp.identifiers i"
+									  " SET first_seen = least(i.first_seen, u.f),"
+									  " last_seen = greatest(i.last_seen, u.l)"
+									  " FROM unnest($1::text[], $2::text[], $3::timestamptz[],"
+									  " $4::timestamptz[]) WITH ORDINALITY AS u(k, v, f, l, ord)"
+									  " WHERE i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\""
+									  " AND (u.f < i.first_seen OR u.l > i.last_seen)"
+									  " RETURNING u.ord, i.identifier_id",
+									  4, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+				elog(ERROR, "could not update cdp.identifiers");
+			for (r = 0; r < SPI_processed; r++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[r];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				uint32		x = byvalue[i + (uint32) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
+
+				g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+				st->existed[x] = true;
+			}
+			SPI_freetuptable(SPI_tuptable);
+			/* what is left keeps its order, in the same array */
+			for (j = 0; j < nb; j++)
+				if (!st->existed[byvalue[i + j]])
+					byvalue[nlookup++] = byvalue[i + j];
+			MemoryContextSwitchTo(g->mcxt);
+			MemoryContextReset(st->tmp);
+		}
+		phase_done("move first_seen/last_seen of identifiers by key");
+	}
 	moves = MemoryContextAllocHuge(g->mcxt, sizeof(SeenMove) * Max(g->nnodes, 1));
 	nmoves = 0;
-	for (i = 0; !graph_empty && i < g->nnodes; i += WRITE_BATCH)
+	for (i = 0; !graph_empty && i < nlookup; i += WRITE_BATCH)
 	{
-		int			nb = Min(WRITE_BATCH, g->nnodes - i);
+		int			nb = Min(WRITE_BATCH, nlookup - i);
 		char	  **k;
 		char	  **v;
 		int			j;
@@ -1217,6 +1290,70 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			newlink_set(&kn[nk++], x, y, i);
 		}
 		qsort(kn, nk, sizeof(NewLink), newlink_cmp);
+
+		/* as for identifiers: moved first by key, the rest looked up */
+		if (grain == 0)
+		{
+			int			left = 0;
+
+			for (j = 0; j < nk; j += WRITE_BATCH)
+			{
+				int			nb = Min(WRITE_BATCH, nk - j);
+				int64	   *a;
+				int64	   *b;
+				TimestampTz *fs;
+				TimestampTz *ls;
+				int			m;
+				uint64		r;
+				Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID,
+				TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+				Datum		values[4];
+
+				MemoryContextSwitchTo(st->tmp);
+				a = palloc(sizeof(int64) * nb);
+				b = palloc(sizeof(int64) * nb);
+				fs = palloc(sizeof(TimestampTz) * nb);
+				ls = palloc(sizeof(TimestampTz) * nb);
+				for (m = 0; m < nb; m++)
+				{
+					StageLink  *sl = &st->links[kn[j + m].link];
+
+					a[m] = kn[j + m].a;
+					b[m] = kn[j + m].b;
+					fs[m] = sl->first_seen;
+					ls[m] = sl->last_seen;
+				}
+				values[0] = int8_array(a, nb);
+				values[1] = int8_array(b, nb);
+				values[2] = ts_array(fs, nb);
+				values[3] = ts_array(ls, nb);
+				if (SPI_execute_with_args("UPDATE cdp.identity_links l"
+										  " SET first_seen = least(l.first_seen, u.f),"
+										  " last_seen = greatest(l.last_seen, u.l)"
+										  " FROM unnest($1::int8[], $2::int8[], $3::timestamptz[],"
+										  " $4::timestamptz[]) WITH ORDINALITY AS u(a, b, f, l, ord)"
+										  " WHERE l.a = u.a AND l.b = u.b"
+										  " AND (u.f < l.first_seen OR u.l > l.last_seen)"
+										  " RETURNING u.ord",
+										  4, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+					elog(ERROR, "could not update cdp.identity_links");
+				for (r = 0; r < SPI_processed; r++)
+				{
+					int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																  SPI_tuptable->tupdesc, 1, &isnull));
+
+					st->links[kn[j + ord - 1].link].existed = true;
+				}
+				SPI_freetuptable(SPI_tuptable);
+				for (m = 0; m < nb; m++)
+					if (!st->links[kn[j + m].link].existed)
+						kn[left++] = kn[j + m];
+				MemoryContextSwitchTo(g->mcxt);
+				MemoryContextReset(st->tmp);
+			}
+			nk = left;
+			phase_done("move first_seen/last_seen of links by key");
+		}
 		if ((uint32) nk > Max(g->nnodes, 1))
 			moves = repalloc_huge(moves, sizeof(SeenMove) * nk);
 		nmoves = 0;
