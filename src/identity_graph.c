@@ -1154,7 +1154,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 									  " $4::timestamptz[]) WITH ORDINALITY AS u(k, v, f, l, ord)"
 									  " WHERE i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\""
 									  " AND (u.f < i.first_seen OR u.l > i.last_seen)"
-									  " RETURNING u.ord, i.identifier_id",
+									  " RETURNING u.ord, i.identifier_id, i.profile_id",
 									  4, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
 				elog(ERROR, "could not update cdp.identifiers");
 			for (r = 0; r < SPI_processed; r++)
@@ -1162,8 +1162,11 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 				HeapTuple	tup = SPI_tuptable->vals[r];
 				TupleDesc	desc = SPI_tuptable->tupdesc;
 				uint32		x = byvalue[i + (uint32) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
+				Datum		p;
 
 				g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+				p = SPI_getbinval(tup, desc, 3, &isnull);
+				g->nodes[x].old_profile = isnull ? 0 : DatumGetInt64(p);
 				st->existed[x] = true;
 			}
 			SPI_freetuptable(SPI_tuptable);
@@ -1200,7 +1203,8 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		}
 		values[0] = text_array(k, NULL, nb);
 		values[1] = text_array(v, NULL, nb);
-		if (SPI_execute_with_args("SELECT u.ord, i.identifier_id, i.ctid, i.first_seen, i.last_seen"
+		if (SPI_execute_with_args("SELECT u.ord, i.identifier_id, i.ctid, i.first_seen, i.last_seen,"
+								  " i.profile_id"
 								  " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, v, ord)"
 								  " JOIN cdp.identifiers i"
 								  " ON i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\"",
@@ -1213,7 +1217,9 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			uint32		x = byvalue[i + (uint32) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)) - 1];
 			TimestampTz f = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 			TimestampTz l = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+			Datum		p = SPI_getbinval(tup, desc, 6, &isnull);
 
+			g->nodes[x].old_profile = isnull ? 0 : DatumGetInt64(p);
 			g->nodes[x].id = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 			st->existed[x] = true;
 			if (seen_widens(st->first_seen[x], st->last_seen[x], f, l, grain))
@@ -2040,7 +2046,7 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 		{
 			Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
 			Datum		values[2];
-			int64	   *sarr = palloc(sizeof(int64) * Max(S->members, 1));
+			int64	   *sarr = palloc(sizeof(int64) * Max(S->members + T->members, 1));
 			int64	   *tarr = palloc(sizeof(int64) * Max(T->members, 1));
 			int			ns = 0;
 			int			nt = 0;
@@ -2069,9 +2075,27 @@ cdp_identity_recompute(PG_FUNCTION_ARGS)
 				I64Entry   *x;
 
 				/* the stage's new identifiers are not written yet */
-				if (stage && (x = i64map_lookup(stage->g->byid, e->key)) != NULL &&
-					!stage->existed[x->val])
-					continue;
+				if (stage && (x = i64map_lookup(stage->g->byid, e->key)) != NULL)
+				{
+					int64		p = stage->g->nodes[x->val].old_profile;
+
+					if (!stage->existed[x->val])
+						continue;
+
+					/*
+					 * The stage looked its profile up: load that, without
+					 * probing the identifier again.
+					 */
+					if (p != 0)
+					{
+						if (i64map_lookup(loaded, p) == NULL)
+						{
+							(void) i64map_insert(loaded, p, &found);
+							sarr[ns++] = p;
+						}
+						continue;
+					}
+				}
 				x = i64map_lookup(g->byid, e->key);
 				if (x == NULL || !g->nodes[x->val].internal)
 					tarr[nt++] = e->key;
