@@ -1016,6 +1016,70 @@ write_moves(SeenMove *moves, int n, bool links, MemoryContext tmp)
 }
 
 /*
+ * SPI arguments for a batch of stage nodes (in the caller's memory context):
+ * their kinds and values, and with seen, the range the new rows saw them in.
+ */
+static void
+node_batch_args(Stage *st, const uint32 *nodes, int nb, bool seen, Datum *values)
+{
+	Graph	   *g = st->g;
+	char	  **k = palloc(sizeof(char *) * nb);
+	char	  **v = palloc(sizeof(char *) * nb);
+	TimestampTz *fs = seen ? palloc(sizeof(TimestampTz) * nb) : NULL;
+	TimestampTz *ls = seen ? palloc(sizeof(TimestampTz) * nb) : NULL;
+	int			j;
+
+	for (j = 0; j < nb; j++)
+	{
+		uint32		x = nodes[j];
+
+		k[j] = g->kinds[g->nodes[x].kind];
+		v[j] = (char *) g->nodes[x].value;
+		if (seen)
+		{
+			fs[j] = st->first_seen[x];
+			ls[j] = st->last_seen[x];
+		}
+	}
+	values[0] = text_array(k, NULL, nb);
+	values[1] = text_array(v, NULL, nb);
+	if (seen)
+	{
+		values[2] = ts_array(fs, nb);
+		values[3] = ts_array(ls, nb);
+	}
+}
+
+/* The same for a batch of known links: their ends and, with seen, range */
+static void
+link_batch_args(Stage *st, const NewLink *links, int nb, bool seen, Datum *values)
+{
+	int64	   *a = palloc(sizeof(int64) * nb);
+	int64	   *b = palloc(sizeof(int64) * nb);
+	TimestampTz *fs = seen ? palloc(sizeof(TimestampTz) * nb) : NULL;
+	TimestampTz *ls = seen ? palloc(sizeof(TimestampTz) * nb) : NULL;
+	int			m;
+
+	for (m = 0; m < nb; m++)
+	{
+		a[m] = links[m].a;
+		b[m] = links[m].b;
+		if (seen)
+		{
+			fs[m] = st->links[links[m].link].first_seen;
+			ls[m] = st->links[links[m].link].last_seen;
+		}
+	}
+	values[0] = int8_array(a, nb);
+	values[1] = int8_array(b, nb);
+	if (seen)
+	{
+		values[2] = ts_array(fs, nb);
+		values[3] = ts_array(ls, nb);
+	}
+}
+
+/*
  * Fold cdp_stage, write what can be written before the recomputation and
  * fill T (identifiers to recompute) and S/given (profiles).
  */
@@ -1119,10 +1183,6 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		for (i = 0; i < g->nnodes; i += WRITE_BATCH)
 		{
 			int			nb = Min(WRITE_BATCH, g->nnodes - i);
-			char	  **k;
-			char	  **v;
-			TimestampTz *fs;
-			TimestampTz *ls;
 			int			j;
 			uint64		r;
 			Oid			argtypes[4] = {TEXTARRAYOID, TEXTARRAYOID,
@@ -1130,23 +1190,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			Datum		values[4];
 
 			MemoryContextSwitchTo(st->tmp);
-			k = palloc(sizeof(char *) * nb);
-			v = palloc(sizeof(char *) * nb);
-			fs = palloc(sizeof(TimestampTz) * nb);
-			ls = palloc(sizeof(TimestampTz) * nb);
-			for (j = 0; j < nb; j++)
-			{
-				uint32		x = byvalue[i + j];
-
-				k[j] = g->kinds[g->nodes[x].kind];
-				v[j] = (char *) g->nodes[x].value;
-				fs[j] = st->first_seen[x];
-				ls[j] = st->last_seen[x];
-			}
-			values[0] = text_array(k, NULL, nb);
-			values[1] = text_array(v, NULL, nb);
-			values[2] = ts_array(fs, nb);
-			values[3] = ts_array(ls, nb);
+			node_batch_args(st, byvalue + i, nb, true, values);
 			if (SPI_execute_with_args("UPDATE cdp.identifiers i"
 									  " SET first_seen = least(i.first_seen, u.f),"
 									  " last_seen = greatest(i.last_seen, u.l)"
@@ -1184,25 +1228,12 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 	for (i = 0; !graph_empty && i < nlookup; i += WRITE_BATCH)
 	{
 		int			nb = Min(WRITE_BATCH, nlookup - i);
-		char	  **k;
-		char	  **v;
-		int			j;
 		uint64		r;
 		Oid			argtypes[2] = {TEXTARRAYOID, TEXTARRAYOID};
 		Datum		values[2];
 
 		MemoryContextSwitchTo(st->tmp);
-		k = palloc(sizeof(char *) * nb);
-		v = palloc(sizeof(char *) * nb);
-		for (j = 0; j < nb; j++)
-		{
-			uint32		x = byvalue[i + j];
-
-			k[j] = g->kinds[g->nodes[x].kind];
-			v[j] = (char *) g->nodes[x].value;
-		}
-		values[0] = text_array(k, NULL, nb);
-		values[1] = text_array(v, NULL, nb);
+		node_batch_args(st, byvalue + i, nb, false, values);
 		if (SPI_execute_with_args("SELECT u.ord, i.identifier_id, i.ctid, i.first_seen, i.last_seen,"
 								  " i.profile_id"
 								  " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, v, ord)"
@@ -1305,10 +1336,6 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 			for (j = 0; j < nk; j += WRITE_BATCH)
 			{
 				int			nb = Min(WRITE_BATCH, nk - j);
-				int64	   *a;
-				int64	   *b;
-				TimestampTz *fs;
-				TimestampTz *ls;
 				int			m;
 				uint64		r;
 				Oid			argtypes[4] = {INT8ARRAYOID, INT8ARRAYOID,
@@ -1316,23 +1343,7 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 				Datum		values[4];
 
 				MemoryContextSwitchTo(st->tmp);
-				a = palloc(sizeof(int64) * nb);
-				b = palloc(sizeof(int64) * nb);
-				fs = palloc(sizeof(TimestampTz) * nb);
-				ls = palloc(sizeof(TimestampTz) * nb);
-				for (m = 0; m < nb; m++)
-				{
-					StageLink  *sl = &st->links[kn[j + m].link];
-
-					a[m] = kn[j + m].a;
-					b[m] = kn[j + m].b;
-					fs[m] = sl->first_seen;
-					ls[m] = sl->last_seen;
-				}
-				values[0] = int8_array(a, nb);
-				values[1] = int8_array(b, nb);
-				values[2] = ts_array(fs, nb);
-				values[3] = ts_array(ls, nb);
+				link_batch_args(st, kn + j, nb, true, values);
 				if (SPI_execute_with_args("UPDATE cdp.identity_links l"
 										  " SET first_seen = least(l.first_seen, u.f),"
 										  " last_seen = greatest(l.last_seen, u.l)"
@@ -1366,23 +1377,12 @@ stage_prepare(MemoryContext keep, char **kinds, int nkinds, int64 run_id,
 		for (j = 0; j < nk; j += WRITE_BATCH)
 		{
 			int			nb = Min(WRITE_BATCH, nk - j);
-			int64	   *a;
-			int64	   *b;
-			int			m;
 			uint64		r;
 			Oid			argtypes[2] = {INT8ARRAYOID, INT8ARRAYOID};
 			Datum		values[2];
 
 			MemoryContextSwitchTo(st->tmp);
-			a = palloc(sizeof(int64) * nb);
-			b = palloc(sizeof(int64) * nb);
-			for (m = 0; m < nb; m++)
-			{
-				a[m] = kn[j + m].a;
-				b[m] = kn[j + m].b;
-			}
-			values[0] = int8_array(a, nb);
-			values[1] = int8_array(b, nb);
+			link_batch_args(st, kn + j, nb, false, values);
 			if (SPI_execute_with_args("SELECT u.ord, l.ctid, l.first_seen, l.last_seen"
 									  " FROM unnest($1::int8[], $2::int8[]) WITH ORDINALITY AS u(a, b, ord)"
 									  " JOIN cdp.identity_links l ON l.a = u.a AND l.b = u.b",
