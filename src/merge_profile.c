@@ -766,8 +766,9 @@ typedef struct MergeFreeChunk
 	uint32		size;
 } MergeFreeChunk;
 
-StaticAssertDecl(offsetof(MergeFreeChunk, size) + 2 * sizeof(uint32) <= MERGE_ARENA_UNIT,
-				 "a free chunk's header and the size in its last word fit the smallest chunk");
+StaticAssertDecl(offsetof(MergeFreeChunk, size) + 2 * sizeof(uint32) <=
+				 MERGE_ARENA_UNIT,
+				 "a free chunk's header and its size in its last word fit the smallest chunk");
 
 static void
 merge_arena_reset(void *arg)
