@@ -262,7 +262,7 @@ COMMENT ON FUNCTION cdp.merge_profile_lineage_final(internal) IS
 -- states, the rest free chunks and the last block's unused end), on top of
 -- the hash table's own entries.
 CREATE AGGREGATE cdp.merge_profile(attributes jsonb, at timestamptz) (
-  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 352,
+  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 304,
   FINALFUNC = cdp.merge_profile_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,
@@ -271,7 +271,7 @@ COMMENT ON AGGREGATE cdp.merge_profile(jsonb, timestamptz) IS
   'golden record: one value per top-level key of the observations, by the strategy in rules (default latest)';
 
 CREATE AGGREGATE cdp.merge_profile(attributes jsonb, at timestamptz, priority integer) (
-  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 352,
+  SFUNC = cdp.merge_profile_trans, STYPE = internal, SSPACE = 304,
   FINALFUNC = cdp.merge_profile_final,
   COMBINEFUNC = cdp.merge_profile_combine,
   SERIALFUNC = cdp.merge_profile_serialize, DESERIALFUNC = cdp.merge_profile_deserialize,

@@ -249,6 +249,7 @@ typedef struct MergeState
 	uint32		used;			/* bytes of the records, at the end */
 	bool		lineage;
 	bool		in_arena;		/* allocated from dict->arena, not palloc'd */
+	bool		prev_free;		/* in_arena: the chunk before it is free */
 } MergeState;
 
 #define MERGE_HDRSZ MAXALIGN(sizeof(MergeState))
@@ -513,30 +514,46 @@ rule_strategy(MergeCache *c, const char *key, int keylen)
  * Key ids of an observation's keys, remembered per layout.  Observations
  * from one source have the same keys (a CRM row, an event's traits), so
  * the ids and strategies of a layout are looked up once and found again
- * by one hash over the keys' JEntries and bytes, instead of comparing each
- * key's name with each attribute's.  Observations with many keys take the
- * per-key path.
+ * by a hash over the keys' JEntries (their lengths) and the first key's
+ * first bytes, checked against the keys' JEntries and bytes, instead of
+ * comparing each key's name with each attribute's.  Observations with
+ * many keys take the per-key path.
  */
+static inline uint32
+merge_shape_hash(const JEntry *children, int n, const char *base)
+{
+	uint64		h = (uint64) n * UINT64CONST(0x9E3779B97F4A7C15);
+	uint64		w = 0;
+
+	for (int i = 0; i < n; i++)
+		h = (h ^ children[i]) * UINT64CONST(0x9E3779B97F4A7C15);
+	/* the first key ends at its JEntry's offset (it has one) */
+	memcpy(&w, base, Min(JBE_OFFLENFLD(children[0]), sizeof(uint64)));
+	h = (h ^ w) * UINT64CONST(0x9E3779B97F4A7C15);
+	return (uint32) (h >> 32);
+}
+
 static const MergeShape *
 merge_shape(MergeCache *c, JsonbContainer *jc, int n, const char *base)
 {
-	uint32		klen = getJsonbOffset(jc, n);
 	uint32		jlen = sizeof(JEntry) * n;
+	uint32		klen;
 	uint32		h;
 	MergeShape *sh;
 	uint32		koff = 0;
 	uint16	   *ids;
 	uint8	   *strategies;
 
-	if (n > MERGE_SHAPE_MAXKEYS)
+	if (n > MERGE_SHAPE_MAXKEYS || n == 0)
 		return NULL;
-	h = hash_combine(hash_bytes((const unsigned char *) jc->children, jlen),
-					 hash_bytes((const unsigned char *) base, klen));
+	h = merge_shape_hash(jc->children, n, base);
 	sh = &c->shapes[h % MERGE_SHAPES];
-	if (sh->ids != NULL && sh->hash == h && sh->n == n && sh->klen == klen &&
+	/* the same keys' JEntries give the same offsets, and klen */
+	if (sh->ids != NULL && sh->hash == h && sh->n == n &&
 		memcmp(sh->bytes, jc->children, jlen) == 0 &&
-		memcmp(sh->bytes + jlen, base, klen) == 0)
+		memcmp(sh->bytes + jlen, base, sh->klen) == 0)
 		return sh;
+	klen = getJsonbOffset(jc, n);
 
 	/* a new layout takes the place of the one there */
 	if (sh->ids != NULL)
@@ -727,13 +744,16 @@ state_room(MergeState *s)
  * States grow as their groups see more attributes.  A state grows in place
  * when the memory right after it is free (a chunk given back earlier, or
  * the unused end of the block); otherwise it moves, and the chunk it
- * leaves joins the free chunks that follow it and goes to a free list by
- * size, from which later states of that size or smaller are cut.  Input
- * ordered by source (all CRM rows, then all events) grows nearly every
- * state at once, and without this reuse the chunks left behind would take
- * a fifth of the memory.  A free chunk is told from a state by its first
- * word, which a state never leaves NULL (MergeState.dict); a sentinel
- * closes each block.
+ * leaves joins the free chunks on both sides of it and goes to a free
+ * list by size, from which later states of that size or smaller are cut.
+ * Input ordered by source (all CRM rows, then all events) grows nearly
+ * every state at once, in random order: without this reuse the chunks left
+ * behind would take a fifth of the memory, and joined only with the free
+ * chunks after them a sixth.  A free chunk is told from a state by its
+ * first word, which a state never leaves NULL (MergeState.dict); a
+ * sentinel closes each block.  A free chunk repeats its size in its last
+ * word, and the state after it knows (MergeState.prev_free), so that the
+ * chunk of a state given back finds the free chunk before it.
  */
 StaticAssertDecl(offsetof(MergeState, dict) == 0,
 				 "a state's first word tells it from a free chunk");
@@ -746,8 +766,9 @@ typedef struct MergeFreeChunk
 	uint32		size;
 } MergeFreeChunk;
 
-StaticAssertDecl(sizeof(MergeFreeChunk) <= MERGE_ARENA_UNIT,
-				 "a free chunk's header fits the smallest chunk");
+StaticAssertDecl(offsetof(MergeFreeChunk, size) + 2 * sizeof(uint32) <=
+				 MERGE_ARENA_UNIT,
+				 "a free chunk's header and its size in its last word fit the smallest chunk");
 
 static void
 merge_arena_reset(void *arg)
@@ -798,14 +819,36 @@ merge_arena_unlink(MergeArena *a, MergeFreeChunk *f)
 		f->next->prev = f->prev;
 }
 
-/* Give back a chunk, joined with the free chunks that follow it. */
+/*
+ * Tell the chunk at q whether the chunk before it is free, when q is a
+ * state (or the sentinel closing a block, which ignores it); free chunks
+ * and the unused end of the block keep no such flag.
+ */
+static inline void
+merge_arena_tag(MergeArena *a, char *q, bool prev_free)
+{
+	if (q != a->next && ((MergeFreeChunk *) q)->dict != NULL)
+		((MergeState *) q)->prev_free = prev_free;
+}
+
+/*
+ * Give back a chunk, joined with the free chunks that follow it and, when
+ * prev_free says there is one, the free chunk before it, whose size is in
+ * its last word (a boundary tag).
+ */
 static void
-merge_arena_free(MergeArena *a, void *p, Size size)
+merge_arena_free(MergeArena *a, void *p, Size size, bool prev_free)
 {
 	MergeFreeChunk *f;
+	MergeFreeChunk *b = NULL;
 	int			cls;
 
 	Assert(size % MERGE_ARENA_UNIT == 0 && size <= MERGE_ARENA_MAX);
+	if (prev_free)
+	{
+		b = (MergeFreeChunk *) ((char *) p - ((uint32 *) p)[-1]);
+		Assert(b->dict == NULL && (char *) b + b->size == (char *) p);
+	}
 	for (;;)
 	{
 		MergeFreeChunk *q = (MergeFreeChunk *) ((char *) p + size);
@@ -813,6 +856,11 @@ merge_arena_free(MergeArena *a, void *p, Size size)
 		if ((char *) q == a->next)
 		{
 			/* the end of the current block: unused again */
+			if (b != NULL)
+			{
+				merge_arena_unlink(a, b);
+				p = b;
+			}
 			a->next = p;
 			return;
 		}
@@ -821,16 +869,24 @@ merge_arena_free(MergeArena *a, void *p, Size size)
 		merge_arena_unlink(a, q);
 		size += q->size;
 	}
+	if (b != NULL && size + b->size <= MERGE_ARENA_MAX)
+	{
+		merge_arena_unlink(a, b);
+		p = b;
+		size += b->size;
+	}
 	cls = size / MERGE_ARENA_UNIT - 1;
 	f = (MergeFreeChunk *) p;
 	f->dict = NULL;
 	f->size = size;
+	((uint32 *) ((char *) p + size))[-1] = size;
 	f->prev = NULL;
 	f->next = a->freelist[cls];
 	if (f->next != NULL)
 		f->next->prev = f;
 	a->freelist[cls] = f;
 	a->nonempty |= UINT64CONST(1) << cls;
+	merge_arena_tag(a, (char *) p + size, true);
 }
 
 /*
@@ -853,7 +909,9 @@ merge_arena_alloc(MergeArena *a, Size size)
 		merge_arena_unlink(a, f);
 		p = (char *) f;
 		if (fsize > size)
-			merge_arena_free(a, p + size, fsize - size);
+			merge_arena_free(a, p + size, fsize - size, false);
+		else
+			merge_arena_tag(a, p + size, false);
 		return p;
 	}
 	if ((Size) (a->end - a->next) < size)
@@ -871,7 +929,7 @@ merge_arena_alloc(MergeArena *a, Size size)
 			a->blocksize *= 2;
 		/* what the last block had left is a free chunk now */
 		if (end > rest)
-			merge_arena_free(a, rest, end - rest);
+			merge_arena_free(a, rest, end - rest, false);
 	}
 	p = a->next;
 	a->next += size;
@@ -912,11 +970,13 @@ merge_arena_grow(MergeArena *a, void *p, Size size, Size newsize)
 	{
 		/* not enough: the chunks taken go back */
 		if (got > 0)
-			merge_arena_free(a, q, got);
+			merge_arena_free(a, q, got, false);
 		return false;
 	}
 	if (got > need)
-		merge_arena_free(a, (char *) p + newsize, got - need);
+		merge_arena_free(a, (char *) p + newsize, got - need, false);
+	else
+		merge_arena_tag(a, (char *) p + newsize, false);
 	return true;
 }
 
@@ -968,7 +1028,7 @@ static void
 merge_chunk_free(MergeState *s)
 {
 	if (s->in_arena)
-		merge_arena_free(s->dict->arena, s, s->size);
+		merge_arena_free(s->dict->arena, s, s->size, s->prev_free);
 	else
 		pfree(s);
 }
@@ -1074,6 +1134,7 @@ merge_repack_to(MergeState *s, Size size)
 	memcpy(n, s, MERGE_LOWER(s));
 	n->size = size;
 	n->in_arena = in_arena;
+	n->prev_free = false;		/* not known, see merge_arena_free */
 	memcpy((char *) n + size - s->used, (char *) s + s->size - s->used, s->used);
 	merge_chunk_free(s);
 	return n;
@@ -1604,14 +1665,14 @@ merge_trans(FunctionCallInfo fcinfo, bool lineage)
 	n = JsonContainerSize(jc);
 	base = (char *) &jc->children[n * 2];
 	koff = 0;
-	voff = getJsonbOffset(jc, n);
 
 	/*
 	 * The observation's attributes, with the key ids of this function's
 	 * cache, read before the state is touched so that its lines arrive
-	 * meanwhile.
+	 * meanwhile.  The values' data start where the keys' end.
 	 */
 	shape = merge_shape(rules, jc, n, base);
+	voff = shape != NULL ? shape->klen : getJsonbOffset(jc, n);
 	items = merge_items(rules, n);
 	for (int i = 0; i < n; i++)
 	{
