@@ -920,9 +920,26 @@ merge_arena_alloc(MergeArena *a, Size size)
 		char	   *end = a->end;
 		char	   *block;
 
-		/* room for the alignment and the closing sentinel */
-		block = cdp_alloc_huge(a->cxt, a->blocksize + 2 * MERGE_ARENA_UNIT);
-		a->next = (char *) TYPEALIGN(MERGE_ARENA_UNIT, block);
+		/*
+		 * Room for the alignment and the closing sentinel.  A block of 2 MB
+		 * or more starts at the first huge page boundary of an allocation 2
+		 * MB larger: the 2 MB that hold the allocation's header are faulted
+		 * in on 4 kB pages when it is written, before any advice.  The part
+		 * before the boundary is never touched; it counts against hash_mem
+		 * but takes no memory.
+		 */
+		if (a->blocksize >= CDP_HUGE_PAGE)
+		{
+			block = MemoryContextAllocHuge(a->cxt,
+										   a->blocksize + CDP_HUGE_PAGE + MERGE_ARENA_UNIT);
+			a->next = (char *) TYPEALIGN(CDP_HUGE_PAGE, block);
+			cdp_advise_huge(a->next, a->blocksize);
+		}
+		else
+		{
+			block = MemoryContextAlloc(a->cxt, a->blocksize + 2 * MERGE_ARENA_UNIT);
+			a->next = (char *) TYPEALIGN(MERGE_ARENA_UNIT, block);
+		}
 		a->end = a->next + a->blocksize;
 		((MergeFreeChunk *) a->end)->dict = a;
 		if (a->blocksize < MERGE_ARENA_LAST_BLOCK)
